@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Users, JWT authentication, quotas and usage counters."""
+
+    name = "accounts"

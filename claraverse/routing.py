@@ -1,0 +1,9 @@
+"""WebSocket routes. Each app adds its consumer here as it gains one; anything else is a 4404."""
+
+from django.urls import re_path
+
+from .websocket import UnknownRouteConsumer
+
+websocket_urlpatterns = [
+    re_path(r"^.*$", UnknownRouteConsumer.as_asgi()),
+]

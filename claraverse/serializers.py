@@ -1,0 +1,48 @@
+"""Serializer bases shared by every app."""
+
+from rest_framework import serializers
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know.
+
+    Silently ignoring a misspelt or read-only field would let a client believe a change was
+    made; a 400 naming the field is clearer.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class JsonObjectField(serializers.JSONField):
+    """A JSON object (dict) with a cap on its encoded size."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "too_large": "Must encode to at most {max_bytes} bytes of JSON.",
+    }
+
+    def __init__(self, *, max_bytes: int = 64 * 1024, **kwargs):
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        import json
+
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        if len(json.dumps(value)) > self.max_bytes:
+            self.fail("too_large", max_bytes=self.max_bytes)
+        return value
+
+
+def validated(serializer_class: type[serializers.Serializer], data, **context) -> dict:
+    """Validate request data with an input serializer; a failure raises the 400 envelope."""
+    serializer = serializer_class(data=data, context=context)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

@@ -1,0 +1,16 @@
+"""Root URLs. Every `/api/` route answers errors with the envelope of CONTRACT §1."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from .views import HealthView, PrivacyPolicyView
+
+urlpatterns = [
+    path("health", HealthView.as_view(), name="health"),
+    path("api/auth/", include("accounts.urls")),
+    path("api/privacy-policy", PrivacyPolicyView.as_view(), name="privacy-policy"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/", admin.site.urls),
+]
