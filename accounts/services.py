@@ -17,6 +17,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from claraverse.errors import ApplicationError
+from claraverse.websocket import close_user_sockets
 
 from .models import User, normalize_email
 
@@ -125,13 +126,28 @@ def tokens_revoke(*, user: User, refresh_token: str) -> None:
     _revoke(outstanding)
 
 
-def tokens_revoke_all(*, user: User) -> int:
-    """Revoke every live refresh token of a user (deactivation, password change)."""
+def _tokens_revoke_all(user: User) -> int:
     live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
-    revoked = 0
-    for outstanding in live:
-        revoked += _revoke(outstanding)
-    return revoked
+    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in live], ignore_conflicts=True)
+    return len(live)
+
+
+def user_deactivate(*, user: User) -> User:
+    """Block a user: no login, every refresh token revoked, every open socket closed."""
+    with transaction.atomic():
+        user.is_active = False
+        user.save(update_fields=["is_active", "updated_at"])
+        _tokens_revoke_all(user)
+        user_id = user.pk
+        transaction.on_commit(lambda: close_user_sockets(user_id))
+    return user
+
+
+def user_reactivate(*, user: User) -> User:
+    """Let a deactivated user log in again (their old tokens stay revoked)."""
+    user.is_active = True
+    user.save(update_fields=["is_active", "updated_at"])
+    return user
 
 
 def user_update_profile(*, user: User, fields: dict) -> User:

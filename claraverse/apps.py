@@ -7,3 +7,8 @@ class CoreConfig(AppConfig):
     name = "claraverse"
     label = "core"
     verbose_name = "ClaraVerse core"
+
+    def ready(self) -> None:
+        # Importing the helper registers its system check, so a malformed ENCRYPTION_KEYS stops
+        # `manage.py check`/start-up instead of failing at the first secret written.
+        from . import encryption  # noqa: F401

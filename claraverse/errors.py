@@ -11,12 +11,12 @@ import logging
 import math
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 logger = logging.getLogger("claraverse.errors")
 
@@ -84,7 +84,9 @@ def envelope(message: str, code: str, details: dict | None = None) -> dict[str, 
 
 def envelope_response(message: str, code: str, status: int, details: dict | None = None, headers=None) -> JsonResponse:
     """A plain Django JSON response carrying the envelope (for non-DRF paths)."""
-    response = JsonResponse(envelope(message, code, details), status=status)
+    response = JsonResponse(
+        envelope(message, code, details), status=status, json_dumps_params={"separators": (",", ":")}
+    )
     for name, value in (headers or {}).items():
         response[name] = value
     return response
@@ -124,10 +126,16 @@ def _validation_message(details: dict[str, Any]) -> str:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """DRF exception handler: every exception becomes the envelope, never a stack trace."""
+    # Imported here: rest_framework.views imports this module's handler through its settings.
+    from rest_framework.views import set_rollback
+
     set_rollback()
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
         return Response(exc.envelope(), status=exc.status)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(envelope(DEFAULT_MESSAGES["PAYLOAD_TOO_LARGE"], "PAYLOAD_TOO_LARGE", {"max_bytes": limit}), 413)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

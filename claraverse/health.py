@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 
@@ -24,8 +25,9 @@ def check_database() -> str:
             cursor.fetchone()
     except Exception as exc:
         logger.warning("health: database unreachable: %s", exc.__class__.__name__)
-        # Drop the broken connection so that the next request reconnects.
-        connection.close_if_unusable_or_obsolete()
+        # Drop a broken connection so that the next request reconnects.
+        with contextlib.suppress(Exception):
+            connection.close_if_unusable_or_obsolete()
         return DOWN
     return OK
 

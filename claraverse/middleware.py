@@ -58,7 +58,9 @@ class ErrorEnvelopeMiddleware:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
-        code = STATUS_CODES.get(response.status_code, "INTERNAL_ERROR" if response.status_code >= 500 else "VALIDATION_ERROR")
+        code = STATUS_CODES.get(
+            response.status_code, "INTERNAL_ERROR" if response.status_code >= 500 else "VALIDATION_ERROR"
+        )
         details = {}
         if code == "INTERNAL_ERROR":
             details = {"request_id": getattr(request, "request_id", None)}
@@ -87,5 +89,8 @@ class ErrorEnvelopeMiddleware:
             )
         drf_response = unexpected_error_response(exception, request)
         return envelope_response(
-            drf_response.data["error"], drf_response.data["code"], drf_response.status_code, drf_response.data["details"]
+            drf_response.data["error"],
+            drf_response.data["code"],
+            drf_response.status_code,
+            drf_response.data["details"],
         )

@@ -108,7 +108,9 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
         method_name = self.frame_handlers.get(frame_type)
         if method_name is None:
             known = ", ".join(sorted(self.frame_handlers))
-            await self.send_error("VALIDATION_ERROR", f"Unknown frame type {frame_type[:64]!r}; expected one of: {known}.")
+            await self.send_error(
+                "VALIDATION_ERROR", f"Unknown frame type {frame_type[:64]!r}; expected one of: {known}."
+            )
             return
         try:
             await getattr(self, method_name)(payload)

@@ -1,7 +1,9 @@
 """Shared fixtures: clients, users, tokens, and a clean cache for every test."""
 
 import pytest
+from channels.db import database_sync_to_async
 from django.core.cache import cache
+from django.db import connections
 from rest_framework.test import APIClient
 
 from accounts.services import tokens_issue
@@ -45,3 +47,13 @@ def auth_client(user) -> APIClient:
 @pytest.fixture
 def other_client(other_user) -> APIClient:
     return client_for(other_user)
+
+
+@pytest.fixture
+async def close_async_db_connections():
+    """Close the connection that `database_sync_to_async` opened in its worker thread.
+
+    Without this, PostgreSQL refuses to drop the test database at the end of the session.
+    """
+    yield
+    await database_sync_to_async(connections.close_all)()

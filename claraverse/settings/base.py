@@ -6,6 +6,7 @@ to Redis for the cache, the channel layer and the Celery broker. `.env.example` 
 every variable.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,16 +16,18 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-# A local .env is a convenience for development; real deployments set the environment.
-if (BASE_DIR / ".env").is_file():
-    env.read_env(str(BASE_DIR / ".env"), overwrite=False)
+# A local .env (made by `make run`) is a convenience; real deployments set the environment.
+# ENV_FILE names another file, or none when empty. Variables already set always win.
+_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file and Path(_env_file).is_file():
+    env.read_env(_env_file, overwrite=False)
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
 
 # --- Secrets -------------------------------------------------------------------------------
 # The built-in values exist so that `make run` works from a fresh clone. They are public, so a
 # server with DEBUG off refuses to start on them (see the check at the end of this module).
-DEFAULT_SECRET_KEY = "insecure-development-secret-key-change-me-0123456789"
+DEFAULT_SECRET_KEY = "insecure-development-secret-key-change-me-0123456789"  # noqa: S105 - refused in production
 DEFAULT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1lbmNyeXB0aW9uLWtleSE="
 
 DEBUG = env.bool("DEBUG", default=False)
@@ -117,6 +120,7 @@ if DATABASE_URL:
     _db["CONN_MAX_AGE"] = 0  # the pool owns connection reuse
     DATABASES = {"default": _db}
 else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -325,3 +329,8 @@ if not DEBUG:
         raise ImproperlyConfigured(
             "ENCRYPTION_KEYS contains the public development default; set your own keys (DEBUG is off)."
         )
+
+# --- Periodic tasks (installed into django-celery-beat's tables when beat starts) ---------------
+CELERY_BEAT_SCHEDULE = {
+    "prune-expired-refresh-tokens": {"task": "accounts.prune_expired_tokens", "schedule": 6 * 3600.0},
+}

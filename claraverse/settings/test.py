@@ -5,14 +5,16 @@ REDIS_URL are set (as in CI), on PostgreSQL and Redis.
 """
 
 import os
+import tempfile
 
 # Fixed, non-default keys so that the suite runs with DEBUG off like production does.
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-4f1e2d3c")
 os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWVuY3J5cHRpb24ta2V5LTAxMjM0NTY=")
-os.environ.setdefault("DATA_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "claraverse-test-data"))
+os.environ.setdefault("ENV_FILE", "")  # the suite ignores a developer's .env
+os.environ.setdefault("DATA_DIR", os.path.join(tempfile.gettempdir(), "claraverse-test-data"))
 
-from .base import *  # noqa: E402,F403
-from .base import CACHES, DATABASES, REDIS_URL  # noqa: E402
+from .base import *  # noqa: F403
+from .base import CACHES, DATABASES, REDIS_URL
 
 # Argon2 at production cost makes every user fixture slow; the hasher choice is tested apart.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]  # noqa: F405
@@ -28,6 +30,7 @@ if REDIS_URL:
     CACHES["default"]["LOCATION"] = f"{_base}/{1 + int(_worker)}"
     CACHES["default"]["KEY_PREFIX"] = "cvtest"
 
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - whitenoise warns when it is missing
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 EMBEDDED_WORKER = False
