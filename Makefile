@@ -28,6 +28,7 @@ install-dev: $(VENV)/.installed-dev
 ## Serve REST + WebSockets on $(PORT), with the Celery worker and beat (embedded without Redis).
 run: install .env
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py sync_llm_providers
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	PORT=$(PORT) $(BIN)/python manage.py serve
 

@@ -40,6 +40,19 @@ class _ErrorResponses:
 ERROR_RESPONSES = _ErrorResponses()
 
 
+def list_response(name: str, plural: str, item_serializer) -> serializers.Serializer:
+    """The schema of a list answer `{<plural>: [...], total, limit, offset}` (CONTRACT §1)."""
+    return inline_serializer(
+        name=name,
+        fields={
+            plural: item_serializer(many=True),
+            "total": serializers.IntegerField(),
+            "limit": serializers.IntegerField(),
+            "offset": serializers.IntegerField(),
+        },
+    )
+
+
 class BearerTokenScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Bearer <access token>`."""
 

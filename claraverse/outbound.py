@@ -45,6 +45,7 @@ from claraverse.errors import ApplicationError
 __all__ = [
     "DestinationNotAllowed",
     "InvalidOutboundRequest",
+    "OutboundAborted",
     "OutboundConnectionError",
     "OutboundError",
     "OutboundResponse",
@@ -119,6 +120,12 @@ class OutboundConnectionError(OutboundError):
     """The destination could not be resolved or reached, TLS verification failed, or the connection broke."""
 
     default_message = "Could not connect to the destination."
+
+
+class OutboundAborted(OutboundError):
+    """The caller aborted the call (OutboundStream.abort), e.g. because a user pressed stop."""
+
+    default_message = "The outbound request was aborted."
 
 
 def as_application_error(exc: OutboundError, *, field: str | None = None) -> ApplicationError:
@@ -340,6 +347,13 @@ class _Deadline:
             for sock in self._sockets:
                 _shutdown(sock)
 
+    def abort(self) -> None:
+        """Shut every socket of the call down now, whichever thread is blocked reading it."""
+        with self._lock:
+            if not self._finished:
+                for sock in self._sockets:
+                    _shutdown(sock)
+
     def finish(self) -> None:
         with self._lock:
             self._finished = True
@@ -485,6 +499,8 @@ class _Exchange:
         self.host = "-"
         self.redirects = 0
         self.deadline: _Deadline | None = None
+        # Set from another thread by OutboundStream.abort; a plain bool is enough, it only ever goes True.
+        self.aborted = False
         self.adapter = _PinnedAdapter()
         self.response: requests.Response | None = None
 
@@ -584,6 +600,8 @@ class _Exchange:
         return OutboundTimeout(f"The request to {self.host} did not complete within {self.total_timeout:g} s.")
 
     def _translate(self, exc: BaseException, *, reading: bool = False) -> OutboundError:
+        if self.aborted:
+            return OutboundAborted()
         if self.deadline is not None and self.deadline.is_over():
             return self._deadline_error()
         if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -607,7 +625,9 @@ class _Exchange:
         return self._translate(exc, reading=True)
 
     def check_deadline(self) -> None:
-        """Raise if the overall deadline has passed (a shut-down socket reads as a clean end of body)."""
+        """Raise if the call was aborted or is past its deadline (a shut-down socket reads as a clean end of body)."""
+        if self.aborted:
+            raise OutboundAborted()
         if self.deadline is not None and self.deadline.is_over():
             raise self._deadline_error()
 
@@ -633,8 +653,9 @@ class _Exchange:
         )
 
     def log_failure(self, exc: OutboundError) -> None:
-        """One WARNING line per failed call, with the error's class and its user-safe message."""
-        logger.warning(
+        """One WARNING line per failed call (INFO when the caller aborted it), with the error's class and message."""
+        logger.log(
+            logging.INFO if isinstance(exc, OutboundAborted) else logging.WARNING,
             "outbound %s %s failed: %s: %s (%d ms)",
             self.method,
             self.host,
@@ -766,6 +787,16 @@ class OutboundStream:
     def read(self) -> bytes:
         """The rest of the body (e.g. an error answer), under the same cap and deadline."""
         return self._reader.read_all()
+
+    def abort(self) -> None:
+        """Abort the call from any thread: its sockets are shut down, so a blocked read returns at once.
+
+        From then on reading raises OutboundAborted (also for data already buffered). Harmless once the call ended.
+        """
+        exchange = self._reader.exchange
+        exchange.aborted = True
+        if exchange.deadline is not None:
+            exchange.deadline.abort()
 
 
 def _pop_lines(buffer: bytearray, search_from: int, *, final: bool) -> Iterator[str]:

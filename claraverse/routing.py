@@ -2,8 +2,11 @@
 
 from django.urls import re_path
 
+from chats.consumers import ChatConsumer
+
 from .websocket import UnknownRouteConsumer
 
 websocket_urlpatterns = [
+    re_path(r"^ws/chat/?$", ChatConsumer.as_asgi()),
     re_path(r"^.*$", UnknownRouteConsumer.as_asgi()),
 ]

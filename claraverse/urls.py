@@ -9,6 +9,8 @@ from .views import HealthView, PrivacyPolicyView
 urlpatterns = [
     path("health", HealthView.as_view(), name="health"),
     path("api/auth/", include("accounts.urls")),
+    path("api/admin/", include("adminpanel.urls")),
+    path("api/", include("integrations.urls")),
     path("api/privacy-policy", PrivacyPolicyView.as_view(), name="privacy-policy"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import tokens_issue
 from tests.factories import UserFactory
+from tests.support.llm_server import llm_server  # noqa: F401 - a shared fixture
 
 
 @pytest.fixture(autouse=True)

@@ -334,3 +334,92 @@ if not DEBUG:
 CELERY_BEAT_SCHEDULE = {
     "prune-expired-refresh-tokens": {"task": "accounts.prune_expired_tokens", "schedule": 6 * 3600.0},
 }
+
+# --- LLM providers and models ------------------------------------------------------------------
+# Model ids answered by GET /api/config/recommended-models (when enabled); else chosen from the
+# enabled models.
+RECOMMENDED_MODEL_DEFAULT = env.str("RECOMMENDED_MODEL_DEFAULT", default="")
+RECOMMENDED_MODEL_FAST = env.str("RECOMMENDED_MODEL_FAST", default="")
+RECOMMENDED_MODEL_SMART = env.str("RECOMMENDED_MODEL_SMART", default="")
+# Benchmark runs per `POST /api/admin/models/:id/benchmark`.
+LLM_BENCHMARK_RUNS = env.int("LLM_BENCHMARK_RUNS", default=3)
+
+
+def _env_llm_providers() -> list[dict]:
+    """Providers declared in the environment, synced at start-up by `manage.py sync_llm_providers`."""
+    import json
+
+    declared = []
+    simple = [
+        ("openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODELS"),
+        ("anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODELS"),
+        ("ollama", "ollama", None, "OLLAMA_BASE_URL", "OLLAMA_MODELS"),
+        (
+            env.str("OPENAI_COMPATIBLE_NAME", default="openai-compatible"),
+            "openai_compatible",
+            "OPENAI_COMPATIBLE_API_KEY",
+            "OPENAI_COMPATIBLE_BASE_URL",
+            "OPENAI_COMPATIBLE_MODELS",
+        ),
+    ]
+    for name, provider_type, key_var, url_var, models_var in simple:
+        api_key = env.str(key_var, default="") if key_var else ""
+        base_url = env.str(url_var, default="")
+        # A provider is declared by its key, or (Ollama, OpenAI-compatible) by its URL.
+        if api_key or (base_url and provider_type in {"ollama", "openai_compatible"}):
+            declared.append(
+                {
+                    "name": name,
+                    "type": provider_type,
+                    "base_url": base_url,
+                    "api_key": api_key,
+                    "models": env.list(models_var, default=[]),
+                }
+            )
+    extra = env.str("LLM_PROVIDERS", default="")
+    if extra:
+        try:
+            entries = json.loads(extra)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"LLM_PROVIDERS is not valid JSON: {exc}") from None
+        valid_types = {"openai", "anthropic", "ollama", "openai_compatible"}
+        for index, entry in enumerate(entries if isinstance(entries, list) else [None]):
+            if not isinstance(entry, dict) or not entry.get("name") or entry.get("type") not in valid_types:
+                raise ImproperlyConfigured(
+                    f"LLM_PROVIDERS[{index}] needs a name and a type among {sorted(valid_types)}."
+                )
+            declared.append(
+                {
+                    "name": str(entry["name"]),
+                    "type": entry["type"],
+                    "base_url": str(entry.get("base_url") or ""),
+                    "api_key": str(entry.get("api_key") or ""),
+                    "models": [str(model) for model in entry.get("models", [])],
+                }
+            )
+    return declared
+
+
+LLM_ENV_PROVIDERS = _env_llm_providers()
+
+# --- Chat ------------------------------------------------------------------------------------
+# Approximate tokens of past messages sent with each chat turn (capped at 60% of the model's context).
+CHAT_HISTORY_TOKEN_BUDGET = env.int("CHAT_HISTORY_TOKEN_BUDGET", default=6000)
+# Tool-calling rounds per chat turn before the model must answer without tools.
+CHAT_MAX_TOOL_ROUNDS = env.int("CHAT_MAX_TOOL_ROUNDS", default=5)
+# Chat generations running at once in one web process (threads); more wait their turn.
+CHAT_MAX_CONCURRENT_GENERATIONS = env.int("CHAT_MAX_CONCURRENT_GENERATIONS", default=64)
+# Model used when a chat frame names none and no agent is given (else the recommended default).
+CHAT_DEFAULT_MODEL = env.str("CHAT_DEFAULT_MODEL", default="")
+
+# --- LLM client ------------------------------------------------------------------------------
+LLM_CONNECT_TIMEOUT_SECONDS = env.float("LLM_CONNECT_TIMEOUT_SECONDS", default=10.0)
+# Longest silence from a provider: before the first byte and between chunks.
+LLM_READ_TIMEOUT_SECONDS = env.float("LLM_READ_TIMEOUT_SECONDS", default=120.0)
+# A whole call, retries included.
+LLM_TOTAL_TIMEOUT_SECONDS = env.float("LLM_TOTAL_TIMEOUT_SECONDS", default=600.0)
+# Attempts per call (first included) on 429, 5xx and connection errors before any output.
+LLM_MAX_ATTEMPTS = env.int("LLM_MAX_ATTEMPTS", default=3)
+# First backoff, doubling with jitter; Retry-After from the provider wins, both capped.
+LLM_RETRY_BACKOFF_SECONDS = env.float("LLM_RETRY_BACKOFF_SECONDS", default=0.5)
+LLM_RETRY_MAX_DELAY_SECONDS = env.float("LLM_RETRY_MAX_DELAY_SECONDS", default=10.0)

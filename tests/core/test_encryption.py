@@ -47,6 +47,12 @@ def old_key(settings) -> str:
     return key
 
 
+@pytest.fixture(autouse=True)
+def only_test_fields_registered(monkeypatch):
+    """Hide the apps' own registered fields so that counts and queries here are the test model's alone."""
+    monkeypatch.setattr(encryption, "_registry", {})
+
+
 @pytest.fixture
 def secret_note_field():
     """SecretNote.secret registered for rotation for the duration of one test only."""
