@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3001
 
-.PHONY: run test lint format install install-dev migrate schema check-migrations clean
+.PHONY: run test lint format install install-dev migrate schema check-migrations bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -49,6 +49,10 @@ check-migrations: install-dev
 
 schema: install-dev
 	DJANGO_SETTINGS_MODULE=claraverse.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+## Benchmarks in bench/ (figures and ratios; never part of the tests).
+bench: install-dev
+	$(BIN)/python -m bench.chat_ws
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
