@@ -247,12 +247,17 @@ def mask_secret(value: str) -> str:
 
 @dataclass(frozen=True)
 class EncryptedField:
-    """A model column holding tokens: its model label, field name, purpose and owner-id attribute."""
+    """A model column holding tokens: its model label, field name, purpose and whose key it uses.
+
+    The owner is either a column (`owner_attr`, e.g. "user_id") or, for secrets that belong to no
+    user such as provider API keys, one fixed `owner_id` for every row.
+    """
 
     model_label: str
     field_name: str
     purpose: str
-    owner_attr: str
+    owner_attr: str | None
+    owner_id: str | None = None
 
     @property
     def label(self) -> str:
@@ -264,13 +269,18 @@ _registry: dict[tuple[str, str], EncryptedField] = {}
 _registry_lock = threading.Lock()
 
 
-def register_encrypted_field(model_label: str, field_name: str, *, purpose: str, owner_attr: str) -> EncryptedField:
-    """Register a column of tokens so key rotation finds it; call from `AppConfig.ready()`."""
+def register_encrypted_field(
+    model_label: str, field_name: str, *, purpose: str, owner_attr: str | None = None, owner_id: str | None = None
+) -> EncryptedField:
+    """Register a column of tokens so key rotation finds it; call from `AppConfig.ready()`.
+
+    Give `owner_attr` (the column holding each row's owner id) or a fixed `owner_id`, not both.
+    """
     if model_label.count(".") != 1 or not all(model_label.split(".")):
         raise ValueError(f"model_label must look like 'app_label.ModelName', not {model_label!r}.")
-    if not field_name or not purpose or not owner_attr:
-        raise ValueError("field_name, purpose and owner_attr must not be empty.")
-    entry = EncryptedField(model_label, field_name, purpose, owner_attr)
+    if not field_name or not purpose or bool(owner_attr) == bool(owner_id):
+        raise ValueError("field_name and purpose must not be empty, and exactly one of owner_attr or owner_id given.")
+    entry = EncryptedField(model_label, field_name, purpose, owner_attr, owner_id)
     with _registry_lock:
         existing = _registry.setdefault((model_label.lower(), field_name), entry)
     # ready() can run more than once (e.g. in tests); only a conflicting registration is a bug.
@@ -303,13 +313,17 @@ def reencrypt_all(batch_size: int = 500, *, dry_run: bool = False) -> dict[str, 
     for entry in encrypted_fields():
         model = apps.get_model(entry.model_label)
         field = model._meta.get_field(entry.field_name)
-        owner_field = model._meta.get_field(entry.owner_attr)
+        owner_field = model._meta.get_field(entry.owner_attr) if entry.owner_attr else None
         label = f"{model._meta.label}.{field.name}"
-        counts[label] = _reencrypt_field(model, field, owner_field, entry.purpose, label, batch_size, dry_run)
+        counts[label] = _reencrypt_field(
+            model, field, owner_field, entry.owner_id, entry.purpose, label, batch_size, dry_run
+        )
     return counts
 
 
-def _reencrypt_field(model, field, owner_field, purpose: str, label: str, batch_size: int, dry_run: bool) -> int:
+def _reencrypt_field(
+    model, field, owner_field, fixed_owner: str | None, purpose: str, label: str, batch_size: int, dry_run: bool
+) -> int:
     using = router.db_for_write(model)
     # The base manager sees every row, whatever filtering a default manager adds.
     base = model._base_manager.using(using).exclude(
@@ -326,7 +340,10 @@ def _reencrypt_field(model, field, owner_field, purpose: str, label: str, batch_
                 rows = rows.filter(pk__gt=last_pk)
             if not dry_run:
                 rows = rows.select_for_update()
-            batch = list(rows.values_list("pk", field.attname, owner_field.attname)[:batch_size])
+            if owner_field is not None:
+                batch = list(rows.values_list("pk", field.attname, owner_field.attname)[:batch_size])
+            else:
+                batch = [(pk, token, fixed_owner) for pk, token in rows.values_list("pk", field.attname)[:batch_size]]
             if not batch:
                 return changed
             last_pk = batch[-1][0]

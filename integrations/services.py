@@ -12,16 +12,14 @@ import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from claraverse.encryption import encrypt, mask_secret
+from claraverse.encryption import mask_secret
 from claraverse.errors import ApplicationError
 from claraverse.timeutils import isoformat_z
 
 from .models import LLMModel, Provider, ProviderSource, ProviderType
+from .provider_keys import encrypt_provider_key
 
 logger = logging.getLogger("claraverse.integrations")
-
-PROVIDER_KEY_OWNER = "system"
-PROVIDER_KEY_PURPOSE = "provider_api_key"
 
 DEFAULT_BASE_URLS = {
     ProviderType.OPENAI: "https://api.openai.com/v1",
@@ -31,9 +29,7 @@ DEFAULT_BASE_URLS = {
 
 
 def _set_api_key(provider: Provider, api_key: str) -> None:
-    provider.api_key_encrypted = (
-        encrypt(api_key, owner_id=PROVIDER_KEY_OWNER, purpose=PROVIDER_KEY_PURPOSE) if api_key else ""
-    )
+    provider.api_key_encrypted = encrypt_provider_key(api_key)
     provider.api_key_preview = mask_secret(api_key) if api_key else ""
 
 

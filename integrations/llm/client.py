@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from claraverse.encryption import DecryptionError, decrypt
+from claraverse.encryption import DecryptionError
 from claraverse.errors import ApplicationError
 from claraverse.outbound import (
     InvalidOutboundRequest,
@@ -59,6 +59,7 @@ from integrations.llm.types import (
     Usage,
 )
 from integrations.models import LLMModel, LLMUsage, Provider, UsageOutcome, UsageSource
+from integrations.provider_keys import decrypt_provider_key
 
 __all__ = ["complete_chat", "list_provider_models", "resolve_model", "stream_chat"]
 
@@ -109,10 +110,8 @@ def resolve_model(model_id: str, *, include_disabled: bool = False) -> LLMModel:
 
 
 def _api_key(provider: Provider) -> str:
-    if not provider.api_key_encrypted:
-        return ""
     try:
-        return decrypt(provider.api_key_encrypted, owner_id="system", purpose="provider_api_key")
+        return decrypt_provider_key(provider.api_key_encrypted)
     except DecryptionError:
         raise ProviderFailure("the stored API key cannot be decrypted; enter it again", code="api_key_unreadable")
 

@@ -458,13 +458,13 @@ def llm_server() -> Iterator[LLMServer]:
 
 def create_provider(server: LLMServer | None, provider_type: str = "openai", *, api_key: str = "", **fields: Any):
     """A Provider row whose base URL is the server's, as an admin would type it for the type, key encrypted."""
-    from claraverse.encryption import encrypt
     from integrations.models import Provider
+    from integrations.provider_keys import encrypt_provider_key
 
     if "base_url" not in fields:
         fields["base_url"] = server.base_url("/v1" if provider_type in {"openai", "openai_compatible"} else "")
     fields.setdefault("name", f"{provider_type}-{Provider.objects.count() + 1}")
-    encrypted = encrypt(api_key, owner_id="system", purpose="provider_api_key") if api_key else ""
+    encrypted = encrypt_provider_key(api_key)
     return Provider.objects.create(type=provider_type, api_key_encrypted=encrypted, **fields)
 
 
