@@ -16,10 +16,10 @@ from typing import Any
 from django.conf import settings
 
 from claraverse.errors import ApplicationError
-from integrations.llm.client import stream_chat
-from integrations.llm.types import Completed, LLMRequest, TextDelta, ToolCall, ToolCallsRequested, Usage
+from integrations.llm.tool_loop import run_tool_loop
+from integrations.llm.types import LLMRequest
 from integrations.models import LLMModel
-from integrations.tools import ToolContext, ToolError, ToolOutcome, tool_registry
+from integrations.tools import ToolContext, tool_registry
 
 from . import services
 
@@ -89,18 +89,6 @@ def history_budget(model: LLMModel | None) -> int:
     return max(budget, 256)
 
 
-def _run_tool(call: ToolCall, offered: list[str], context: ToolContext) -> ToolOutcome:
-    # Whatever the model asks, only offered tools run; its mistakes go back to it as failed results.
-    if call.name not in offered:
-        return ToolOutcome(
-            success=False, result=None, error=f"The tool '{call.name}' is not available here.", duration_ms=0
-        )
-    try:
-        return tool_registry.execute(call.name, call.arguments, context)
-    except ToolError as exc:
-        return ToolOutcome(success=False, result=None, error=exc.message, duration_ms=0)
-
-
 def run_chat_turn(turn: ChatTurn, *, emit: Emit, stop_event: threading.Event) -> None:
     """Answer one user message: stream text, run requested tools in a bounded loop, save history.
 
@@ -112,81 +100,56 @@ def run_chat_turn(turn: ChatTurn, *, emit: Emit, stop_event: threading.Event) ->
     if unknown:
         raise ApplicationError("VALIDATION_ERROR", f"Unknown tools: {', '.join(unknown)}.", details={"tools": unknown})
     model = LLMModel.objects.filter(pk=turn.model_id).first()
-    tools = tool_registry.spec_for_llm(turn.tool_names) if (model is None or model.supports_tools) else []
+    tool_names = turn.tool_names if (model is None or model.supports_tools) else []
 
     user_message = {"role": "user", "content": turn.message}
     prompt: list[dict[str, Any]] = [{"role": "system", "content": turn.system_prompt}] if turn.system_prompt else []
     history = services.conversation_history(user=turn.user, conversation_id=turn.conversation_id)
     prompt += [*history_window(history, history_budget(model)), user_message]
+    conversation = {"conversation_id": turn.conversation_id}
 
-    new_messages: list[dict[str, Any]] = [user_message]
-    usage = Usage()
-    answer_parts: list[str] = []
-    stopped = False
-    context = ToolContext(user=turn.user)
-    for round_number in range(settings.CHAT_MAX_TOOL_ROUNDS + 1):
-        # The last round offers no tools, so a model that keeps calling them still answers.
-        offered = tools if round_number < settings.CHAT_MAX_TOOL_ROUNDS else []
-        request = LLMRequest(model_id=turn.model_id, messages=prompt, tools=offered, temperature=turn.temperature)
-        text_parts: list[str] = []
-        calls: list[ToolCall] = []
-        for event in stream_chat(request, user=turn.user, source="chat", stop_event=stop_event):
-            if isinstance(event, TextDelta):
-                text_parts.append(event.text)
-                if turn.stream and event.text:
-                    emit("stream", {"conversation_id": turn.conversation_id, "content": event.text, "done": False})
-            elif isinstance(event, ToolCallsRequested):
-                calls = event.calls
-            elif isinstance(event, Completed):
-                usage = usage + event.usage
-                stopped = event.finish_reason == "cancelled"
-        text = "".join(text_parts)
-        answer_parts.append(text)
-        if stopped or not calls:
-            if text or not calls:
-                new_messages.append({"role": "assistant", "content": text, **({"stopped": True} if stopped else {})})
-            break
-        assistant_turn = {"role": "assistant", "content": text, "tool_calls": [c.as_message_part() for c in calls]}
-        prompt.append(assistant_turn)
-        new_messages.append(assistant_turn)
-        for call in calls:
-            emit(
-                "tool_call",
-                {
-                    "conversation_id": turn.conversation_id,
-                    "tool": call.name,
-                    "arguments": call.arguments,
-                    "status": "executing",
-                },
-            )
-            outcome = _run_tool(call, turn.tool_names, context)
-            emit(
-                "tool_result",
-                {
-                    "conversation_id": turn.conversation_id,
-                    "tool": call.name,
-                    "result": outcome.result if outcome.success else outcome.error,
-                    "status": "completed" if outcome.success else "failed",
-                },
-            )
-            tool_turn = {"role": "tool", "tool_call_id": call.id, "content": outcome.model_content()}
-            prompt.append(tool_turn)
-            new_messages.append(tool_turn)
-            if stop_event.is_set():
-                stopped = True
-                break
-        if stopped:
-            break
+    def on_text(text: str) -> None:
+        if turn.stream:
+            emit("stream", {**conversation, "content": text, "done": False})
 
+    def on_tool_call(call) -> None:
+        emit("tool_call", {**conversation, "tool": call.name, "arguments": call.arguments, "status": "executing"})
+
+    def on_tool_result(call, outcome) -> None:
+        emit(
+            "tool_result",
+            {
+                **conversation,
+                "tool": call.name,
+                "result": outcome.result if outcome.success else outcome.error,
+                "status": "completed" if outcome.success else "failed",
+            },
+        )
+
+    result = run_tool_loop(
+        LLMRequest(model_id=turn.model_id, messages=prompt, temperature=turn.temperature),
+        tool_names=tool_names,
+        context=ToolContext(user=turn.user),
+        user=turn.user,
+        source="chat",
+        max_rounds=settings.CHAT_MAX_TOOL_ROUNDS,
+        stop_event=stop_event,
+        on_text=on_text,
+        on_tool_call=on_tool_call,
+        on_tool_result=on_tool_result,
+    )
     services.conversation_append(
-        user=turn.user, conversation_id=turn.conversation_id, messages=new_messages, model=turn.model_id
+        user=turn.user,
+        conversation_id=turn.conversation_id,
+        messages=[user_message, *result.messages],
+        model=turn.model_id,
     )
     final = {
-        "conversation_id": turn.conversation_id,
-        "content": "" if turn.stream else "".join(answer_parts),
+        **conversation,
+        "content": "" if turn.stream else result.text,
         "done": True,
-        "usage": usage.as_dict(),
+        "usage": result.usage.as_dict(),
     }
-    if stopped:
+    if result.stopped:
         final["stopped"] = True
     emit("stream", final)
