@@ -4,12 +4,19 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agents.views import AgentListView
+from executions.views import ExecutionListView
+
 from .views import HealthView, PrivacyPolicyView
 
 urlpatterns = [
     path("health", HealthView.as_view(), name="health"),
     path("api/auth/", include("accounts.urls")),
     path("api/admin/", include("adminpanel.urls")),
+    path("api/agents", AgentListView.as_view(), name="agents"),
+    path("api/agents/", include("agents.urls")),
+    path("api/executions", ExecutionListView.as_view(), name="executions"),
+    path("api/executions/", include("executions.urls")),
     path("api/", include("integrations.urls")),
     path("api/privacy-policy", PrivacyPolicyView.as_view(), name="privacy-policy"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

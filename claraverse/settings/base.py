@@ -423,3 +423,33 @@ LLM_MAX_ATTEMPTS = env.int("LLM_MAX_ATTEMPTS", default=3)
 # First backoff, doubling with jitter; Retry-After from the provider wins, both capped.
 LLM_RETRY_BACKOFF_SECONDS = env.float("LLM_RETRY_BACKOFF_SECONDS", default=0.5)
 LLM_RETRY_MAX_DELAY_SECONDS = env.float("LLM_RETRY_MAX_DELAY_SECONDS", default=10.0)
+
+# --- Workflows -------------------------------------------------------------------------------
+# Longest `delay` node, in seconds (CONTRACT §3).
+WORKFLOW_MAX_DELAY_SECONDS = env.int("WORKFLOW_MAX_DELAY_SECONDS", default=300)
+# Nodes of one execution running at once (independent branches).
+WORKFLOW_MAX_PARALLEL_NODES = env.int("WORKFLOW_MAX_PARALLEL_NODES", default=4)
+# How deep `agent` nodes may nest sub-agent executions.
+WORKFLOW_MAX_AGENT_DEPTH = env.int("WORKFLOW_MAX_AGENT_DEPTH", default=3)
+# Upper bound on any loop's iterations, whatever the node asks.
+WORKFLOW_MAX_LOOP_ITERATIONS = env.int("WORKFLOW_MAX_LOOP_ITERATIONS", default=1000)
+# Size limits of a saved workflow.
+WORKFLOW_MAX_NODES = env.int("WORKFLOW_MAX_NODES", default=200)
+WORKFLOW_MAX_EDGES = env.int("WORKFLOW_MAX_EDGES", default=500)
+
+# --- Executions ------------------------------------------------------------------------------
+# Executions older than this are pruned daily.
+EXECUTION_RETENTION_DAYS = env.int("EXECUTION_RETENTION_DAYS", default=30)
+# A running execution whose worker has not heartbeated for this long is marked failed.
+EXECUTION_STALE_SECONDS = env.int("EXECUTION_STALE_SECONDS", default=90)
+# A pending execution not picked up for this long is enqueued again (lost broker message).
+EXECUTION_REQUEUE_SECONDS = env.int("EXECUTION_REQUEUE_SECONDS", default=120)
+# How often a worker heartbeats a running execution.
+EXECUTION_HEARTBEAT_SECONDS = env.float("EXECUTION_HEARTBEAT_SECONDS", default=10.0)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "reap-stale-executions": {"task": "executions.reap_stale", "schedule": 30.0},
+        "prune-old-executions": {"task": "executions.prune", "schedule": 24 * 3600.0},
+    }
+)

@@ -19,6 +19,10 @@ from .base import CACHES, DATABASES, REDIS_URL
 # Argon2 at production cost makes every user fixture slow; the hasher choice is tested apart.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]  # noqa: F405
 
+# A file-backed SQLite test database, so that a subprocess (e.g. a worker killed in a test) can share it.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405
+
 # Django's test database cannot be created through a connection pool.
 if "pool" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["OPTIONS"].pop("pool")

@@ -1,0 +1,66 @@
+"""Execution shapes (CONTRACT §4)."""
+
+from rest_framework import serializers
+
+from .models import Execution, ExecutionStatus, ExecutionTrigger
+
+
+class NodeResultSerializer(serializers.Serializer):
+    node_id = serializers.CharField()
+    node_type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["completed", "failed", "skipped", "cancelled"])
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    attempts = serializers.IntegerField()
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    error = serializers.SerializerMethodField()
+    node_results = NodeResultSerializer(many=True)
+    input = serializers.JSONField()
+    output = serializers.JSONField(allow_null=True)
+
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "agent_id",
+            "status",
+            "trigger",
+            "input",
+            "output",
+            "error",
+            "duration_ms",
+            "started_at",
+            "completed_at",
+            "created_at",
+            "workflow_version",
+            "node_results",
+        ]
+
+    def get_error(self, execution) -> str | None:
+        return execution.error or None
+
+
+class ExecutionListParamsSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices, required=False)
+    trigger = serializers.ChoiceField(choices=ExecutionTrigger.choices, required=False)
+
+
+class GlobalExecutionListParamsSerializer(ExecutionListParamsSerializer):
+    agent_id = serializers.CharField(max_length=64, required=False)
+
+
+class ExecutionStatsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    by_trigger = serializers.DictField(child=serializers.IntegerField())
+    success_rate = serializers.FloatField(allow_null=True, help_text="Completed / finished, from 0 to 1.")
+    avg_duration_ms = serializers.IntegerField(allow_null=True)
+    p95_duration_ms = serializers.IntegerField(allow_null=True)
+    last_execution_at = serializers.DateTimeField(allow_null=True)

@@ -1,0 +1,170 @@
+"""Execution writes: create and enqueue, cancel, reap stale runs, prune old ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from claraverse.errors import ApplicationError
+
+from .events import EventRecorder
+from .models import FINISHED_STATUSES, Execution, ExecutionStatus
+
+logger = logging.getLogger("claraverse.executions")
+
+MAX_INPUT_BYTES = 256 * 1024
+
+
+def validate_execution_input(value: Any, *, field: str = "input") -> dict:
+    """An execution input is a JSON object of bounded size."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApplicationError(
+            "VALIDATION_ERROR", f"{field} must be a JSON object.", details={field: ["Must be an object."]}
+        )
+    if len(json.dumps(value, default=str)) > MAX_INPUT_BYTES:
+        raise ApplicationError(
+            "VALIDATION_ERROR",
+            f"{field} is too large.",
+            details={field: [f"Must encode to at most {MAX_INPUT_BYTES} bytes."]},
+        )
+    return value
+
+
+def execution_enqueue(*, execution_id: str) -> None:
+    """Hand the execution to a worker once the surrounding transaction commits."""
+    from .tasks import run_execution
+
+    transaction.on_commit(lambda: run_execution.delay(execution_id))
+
+
+def execution_enqueue_now(*, execution_id: str) -> None:
+    """Enqueue outside any transaction (the execution row is already committed)."""
+    from .tasks import run_execution
+
+    run_execution.delay(execution_id)
+
+
+@transaction.atomic
+def execution_create(
+    *, user, agent, trigger: str, input: Any = None, parent: Execution | None = None, enqueue: bool = True
+) -> Execution:
+    """Record a pending execution of the agent's current workflow version and (by default) enqueue it."""
+    from workflows.selectors import workflow_for_agent
+
+    execution = Execution.objects.create(
+        user=user,
+        agent_id=agent.id,
+        trigger=trigger,
+        input=validate_execution_input(input),
+        workflow_version=workflow_for_agent(agent=agent).version,
+        parent=parent,
+        depth=(parent.depth + 1) if parent else 0,
+    )
+    if enqueue:
+        execution_enqueue(execution_id=execution.id)
+    return execution
+
+
+def _finish_without_running(execution: Execution, *, status: str, error: str = "") -> bool:
+    """Move a pending execution straight to a final status; False if a worker claimed it first."""
+    now = timezone.now()
+    moved = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.PENDING).update(
+        status=status, error=error, completed_at=now, duration_ms=0
+    )
+    if moved:
+        EventRecorder(execution.pk).record(
+            "execution_complete", {"status": status, "output": None, "error": error or None, "duration_ms": 0}
+        )
+    return bool(moved)
+
+
+@transaction.atomic
+def execution_cancel(*, execution: Execution) -> Execution:
+    """Cancel a pending or running execution; one that already ended is a 409."""
+    execution = Execution.objects.select_for_update().get(pk=execution.pk)
+    if execution.status in FINISHED_STATUSES:
+        raise ApplicationError("CONFLICT", f"The execution already ended ({execution.status}).")
+    if execution.status == ExecutionStatus.PENDING:
+        _finish_without_running(execution, status=ExecutionStatus.CANCELLED, error="Cancelled before it started.")
+    else:
+        # The worker running it watches this flag and stops the engine.
+        execution.cancel_requested = True
+        execution.save(update_fields=["cancel_requested"])
+    execution.refresh_from_db()
+    return execution
+
+
+def executions_cancel_for_agent(*, user, agent_id: str) -> int:
+    """Cancel every unfinished execution of an agent (the agent is being deleted)."""
+    cancelled = 0
+    unfinished = Execution.objects.filter(user=user, agent_id=agent_id).exclude(status__in=FINISHED_STATUSES)
+    for execution in unfinished:
+        try:
+            execution_cancel(execution=execution)
+            cancelled += 1
+        except ApplicationError:
+            pass  # it ended meanwhile
+    return cancelled
+
+
+def executions_reap_stale() -> dict[str, int]:
+    """Recover from lost workers and lost queue messages, within bounded time.
+
+    A running execution whose worker stopped heartbeating for EXECUTION_STALE_SECONDS is marked
+    failed. A pending one older than EXECUTION_REQUEUE_SECONDS (its message may have been lost
+    with a broker restart) is enqueued again: the claim makes a duplicate delivery harmless.
+    """
+    now = timezone.now()
+    stale = Execution.objects.filter(
+        status=ExecutionStatus.RUNNING, heartbeat_at__lt=now - timedelta(seconds=settings.EXECUTION_STALE_SECONDS)
+    )
+    failed = 0
+    for execution in stale:
+        moved = Execution.objects.filter(
+            pk=execution.pk, status=ExecutionStatus.RUNNING, heartbeat_at=execution.heartbeat_at
+        ).update(
+            status=ExecutionStatus.FAILED,
+            error="The worker running this execution stopped responding.",
+            completed_at=now,
+            duration_ms=int((now - (execution.started_at or now)).total_seconds() * 1000),
+        )
+        if moved:
+            failed += 1
+            EventRecorder(execution.pk).record(
+                "execution_complete",
+                {
+                    "status": ExecutionStatus.FAILED,
+                    "output": None,
+                    "error": "The worker running this execution stopped responding.",
+                    "duration_ms": None,
+                },
+            )
+    requeued = 0
+    waiting = Execution.objects.filter(
+        status=ExecutionStatus.PENDING, created_at__lt=now - timedelta(seconds=settings.EXECUTION_REQUEUE_SECONDS)
+    ).values_list("pk", flat=True)[:1000]
+    for execution_id in waiting:
+        execution_enqueue(execution_id=execution_id)
+        requeued += 1
+    if failed or requeued:
+        logger.warning("reaper: %d stale execution(s) failed, %d pending re-enqueued", failed, requeued)
+    return {"failed": failed, "requeued": requeued}
+
+
+def executions_prune() -> int:
+    """Delete executions (and their events) older than EXECUTION_RETENTION_DAYS."""
+    cutoff = timezone.now() - timedelta(days=settings.EXECUTION_RETENTION_DAYS)
+    deleted, _ = (
+        Execution.objects.filter(created_at__lt=cutoff)
+        .exclude(status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING])
+        .delete()
+    )
+    return deleted
