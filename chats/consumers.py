@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -144,23 +145,44 @@ class ChatConsumer(JsonFrameConsumer):
 
     async def _generate(self, conversation_id: str, data: dict, stop_event: threading.Event) -> None:
         loop = asyncio.get_running_loop()
-        frames: asyncio.Queue = asyncio.Queue()
+        pending: collections.deque = collections.deque()
+        wake = asyncio.Event()
 
         def emit(frame_type, frame_payload) -> None:
-            loop.call_soon_threadsafe(frames.put_nowait, (frame_type, frame_payload))
+            # Runs in the generation thread. Waking the event loop costs a cross-thread call, so it
+            # is only done when the queue goes from empty to non-empty; the loop drains in batches.
+            pending.append((frame_type, frame_payload))
+            if len(pending) == 1:
+                loop.call_soon_threadsafe(wake.set)
 
         future = loop.run_in_executor(
             generation_executor(), _run_in_thread, self.user, data, conversation_id, emit, stop_event
         )
         try:
-            while True:
-                frame_type, frame_payload = await frames.get()
-                if frame_type is _DONE:
-                    break
-                await self.send_frame(frame_type, frame_payload)
+            finished = False
+            while not finished:
+                wake.clear()
+                while pending:
+                    frame_type, frame_payload = pending.popleft()
+                    if frame_type is _DONE:
+                        finished = True
+                        break
+                    if frame_type == "error" or frame_payload.get("done"):
+                        # Free the conversation before the client can read its last frame and send
+                        # the next message, which would otherwise race into a CONFLICT.
+                        self._release(conversation_id)
+                    await self.send_frame(frame_type, frame_payload)
+                if not finished:
+                    await wake.wait()
             await future
         finally:
-            self.generations.pop(conversation_id, None)
+            self._release(conversation_id)
+
+    def _release(self, conversation_id: str) -> None:
+        # Only this task's entry: a newer generation of the same conversation may already be registered.
+        entry = self.generations.get(conversation_id)
+        if entry is not None and entry[0] is asyncio.current_task():
+            del self.generations[conversation_id]
 
     async def on_stop(self, payload: dict) -> None:
         conversation_id = _validated(StopFrameSerializer, payload)["conversation_id"]

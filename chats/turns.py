@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from claraverse.errors import ApplicationError
 from integrations.llm.tool_loop import run_tool_loop
@@ -107,6 +108,8 @@ def run_chat_turn(turn: ChatTurn, *, emit: Emit, stop_event: threading.Event) ->
     history = services.conversation_history(user=turn.user, conversation_id=turn.conversation_id)
     prompt += [*history_window(history, history_budget(model)), user_message]
     conversation = {"conversation_id": turn.conversation_id}
+    # A stream can last minutes: give the pooled connection back instead of holding it idle meanwhile.
+    connection.close()
 
     def on_text(text: str) -> None:
         if turn.stream:

@@ -1,5 +1,6 @@
 """`manage.py serve`: daphne on PORT, plus the embedded Celery worker and beat when configured."""
 
+import gc
 import os
 import sys
 
@@ -41,6 +42,10 @@ class Command(BaseCommand):
             # open; only absurd ones are cut off by the protocol layer.
             websocket_max_message_size=4 * settings.WEBSOCKET_MAX_FRAME_BYTES,
         )
+        # Everything loaded so far lives as long as the process: moving it out of the collector's
+        # generations keeps full collections (which pause every stream) short.
+        gc.collect()
+        gc.freeze()
         try:
             server.run()
         finally:
