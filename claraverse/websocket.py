@@ -13,11 +13,11 @@ import json
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 
+from .channel_layer import group_send_sync
 from .errors import DEFAULT_MESSAGES, ApplicationError
 from .ratelimit import client_ip, websocket_connection_allowed
 
@@ -35,9 +35,7 @@ def user_group(user_id: str) -> str:
 
 def close_user_sockets(user_id: str) -> None:
     """Close every open socket of a user (deactivation, revocation), in every web process."""
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "user.revoked"})
+    group_send_sync(user_group(user_id), {"type": "user.revoked"})
 
 
 def _scope_meta(scope: dict) -> dict[str, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Max
+
+from claraverse.channel_layer import group_send_sync
 
 from .models import ExecutionEvent
 
@@ -22,12 +22,9 @@ def execution_group(execution_id: str) -> str:
 
 def publish(execution_id: str, seq: int, frame_type: str, payload: dict[str, Any]) -> None:
     """Send one event to the execution's subscribers (best effort: the database copy is the truth)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     message = {"type": "execution.event", "seq": seq, "frame": {"type": frame_type, "payload": payload}}
     try:
-        async_to_sync(layer.group_send)(execution_group(execution_id), message)
+        group_send_sync(execution_group(execution_id), message)
     except Exception:
         # A channel-layer outage must not fail the execution; subscribers can replay from the database.
         logger.warning("could not publish %s of %s", frame_type, execution_id, exc_info=True)

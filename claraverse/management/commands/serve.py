@@ -22,10 +22,12 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_worker, **options):
         from daphne.access import AccessLogGenerator
         from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
+        from daphne.server import Server, twisted_loop
 
         from claraverse.asgi import application
+        from claraverse.channel_layer import use_server_loop
 
+        use_server_loop(twisted_loop)
         embedded = None
         if settings.EMBEDDED_WORKER and not no_worker:
             from claraverse.embedded import EmbeddedCelery
