@@ -1,7 +1,13 @@
 from django.urls import path
 
 from executions.views import AgentExecutionListView, AgentExecutionStatsView
-from workflows.views import WorkflowRestoreView, WorkflowVersionDetailView, WorkflowVersionListView, WorkflowView
+from workflows.views import (
+    WorkflowGenerateView,
+    WorkflowRestoreView,
+    WorkflowVersionDetailView,
+    WorkflowVersionListView,
+    WorkflowView,
+)
 
 from . import views
 
@@ -9,6 +15,7 @@ urlpatterns = [
     path("<str:agent_id>", views.AgentDetailView.as_view(), name="agent"),
     path("<str:agent_id>/sync", views.AgentSyncView.as_view(), name="agent-sync"),
     path("<str:agent_id>/workflow", WorkflowView.as_view(), name="workflow"),
+    path("<str:agent_id>/generate-workflow", WorkflowGenerateView.as_view(), name="workflow-generate"),
     path("<str:agent_id>/workflow/versions", WorkflowVersionListView.as_view(), name="workflow-versions"),
     path(
         "<str:agent_id>/workflow/versions/<int:version>", WorkflowVersionDetailView.as_view(), name="workflow-version"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +17,13 @@ from django.conf import settings
 
 from claraverse.errors import ApplicationError
 from claraverse.outbound import DestinationNotAllowed, OutboundError, outbound_request
+from integrations.llm.answers import parse_json_answer
 from integrations.llm.tool_loop import run_tool_loop
 from integrations.llm.types import LLMRequest
 from integrations.tools import ToolContext, ToolError, tool_registry
 from workflows.engine import NodeCall, NodeCancelled, NodeError
 
 HTTP_DEFAULT_TIMEOUT_MS = 30_000
-_JSON_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,6 @@ def _stop_event(call: NodeCall) -> threading.Event:
     event = threading.Event()
     call.cancel_token.add_callback(event.set)
     return event
-
-
-def parse_json_answer(text: str) -> Any:
-    """The JSON in a model's answer, tolerating a Markdown code fence around it."""
-    fenced = _JSON_FENCE.match(text)
-    return json.loads(fenced.group(1) if fenced else text)
 
 
 def run_llm(call: NodeCall) -> dict[str, Any]:

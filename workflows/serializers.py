@@ -47,3 +47,14 @@ class WorkflowVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = WorkflowVersion
         fields = ["version", "nodes", "edges", "created_at", "description"]
+
+
+class GenerateWorkflowSerializer(StrictInputSerializer):
+    description = serializers.CharField(min_length=1, max_length=4000)
+    model = serializers.CharField(max_length=200, required=False)
+
+
+class GeneratedWorkflowSerializer(serializers.Serializer):
+    nodes = serializers.ListField(child=serializers.DictField())
+    edges = serializers.ListField(child=serializers.DictField())
+    model = serializers.CharField()

@@ -9,7 +9,10 @@ from claraverse.pagination import PageParamsSerializer, list_body, paginate, val
 from claraverse.serializers import validated
 
 from . import selectors, services
+from .generation import workflow_generate
 from .serializers import (
+    GeneratedWorkflowSerializer,
+    GenerateWorkflowSerializer,
     WorkflowSaveSerializer,
     WorkflowSerializer,
     WorkflowVersionSerializer,
@@ -82,3 +85,22 @@ class WorkflowRestoreView(AgentScopedView):
     def post(self, request, agent_id: str, version: int):
         workflow = services.workflow_restore(agent=self.get_agent(agent_id), version=version)
         return Response(WorkflowSerializer(workflow).data)
+
+
+class WorkflowGenerateView(AgentScopedView):
+    @extend_schema(
+        operation_id="workflow_generate",
+        request=GenerateWorkflowSerializer,
+        responses={200: GeneratedWorkflowSerializer, **ERROR_RESPONSES.pick(400, 404, 502), **AUTH_ERRORS},
+        tags=["workflows"],
+        description="A model drafts a graph from the description. The draft is validated but not saved: "
+        "review it, then save it with PUT /api/agents/:id/workflow.",
+    )
+    def post(self, request, agent_id: str):
+        agent = self.get_agent(agent_id)
+        body = validated(GenerateWorkflowSerializer, request.data)
+        return Response(
+            workflow_generate(
+                agent=agent, description=body["description"], model_id=body.get("model"), user=request.user
+            )
+        )
