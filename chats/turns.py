@@ -20,7 +20,8 @@ from claraverse.errors import ApplicationError
 from integrations.llm.tool_loop import run_tool_loop
 from integrations.llm.types import LLMRequest
 from integrations.models import LLMModel
-from integrations.tools import ToolContext, tool_registry
+from integrations.credentials import tool_context_for
+from integrations.tools import tool_registry
 
 from . import services
 
@@ -132,7 +133,7 @@ def run_chat_turn(turn: ChatTurn, *, emit: Emit, stop_event: threading.Event) ->
     result = run_tool_loop(
         LLMRequest(model_id=turn.model_id, messages=prompt, temperature=turn.temperature),
         tool_names=tool_names,
-        context=ToolContext(user=turn.user),
+        context=tool_context_for(user=turn.user),
         user=turn.user,
         source="chat",
         max_rounds=settings.CHAT_MAX_TOOL_ROUNDS,

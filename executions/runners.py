@@ -20,7 +20,8 @@ from claraverse.outbound import DestinationNotAllowed, OutboundError, outbound_r
 from integrations.llm.answers import parse_json_answer
 from integrations.llm.tool_loop import run_tool_loop
 from integrations.llm.types import LLMRequest
-from integrations.tools import ToolContext, ToolError, tool_registry
+from integrations.credentials import tool_context_for
+from integrations.tools import ToolError, tool_registry
 from workflows.engine import NodeCall, NodeCancelled, NodeError
 
 HTTP_DEFAULT_TIMEOUT_MS = 30_000
@@ -63,7 +64,7 @@ def run_llm(call: NodeCall) -> dict[str, Any]:
         result = run_tool_loop(
             request,
             tool_names=list(data.get("tools") or []),
-            context=ToolContext(user=context.user),
+            context=tool_context_for(user=context.user),
             user=context.user,
             source="workflow",
             max_rounds=settings.CHAT_MAX_TOOL_ROUNDS,
@@ -92,7 +93,7 @@ def run_tool(call: NodeCall) -> dict[str, Any]:
     """The `tool` node: one registry tool with rendered arguments."""
     context: RunContext = call.context
     arguments = call.render(call.data.get("arguments", {}))
-    tool_context = ToolContext(user=context.user, credential_id=call.data.get("credential_id"))
+    tool_context = tool_context_for(user=context.user, credential_id=call.data.get("credential_id"))
     try:
         outcome = tool_registry.execute(call.data["tool"], arguments, tool_context)
     except ToolError as exc:

@@ -12,3 +12,6 @@ class IntegrationsConfig(AppConfig):
         from .provider_keys import OWNER, PURPOSE
 
         register_encrypted_field("integrations.Provider", "api_key_encrypted", purpose=PURPOSE, owner_id=OWNER)
+        register_encrypted_field(
+            "integrations.Credential", "fields_encrypted", purpose="credential", owner_attr="user_id"
+        )

@@ -106,3 +106,29 @@ class LLMUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} {self.outcome} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+def new_credential_id() -> str:
+    return new_id("cred")
+
+
+class Credential(models.Model):
+    """A user's credential for one integration; its fields are stored encrypted, never returned."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_credential_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials")
+    integration_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    fields_encrypted = models.TextField()
+    preview = models.CharField(max_length=64, blank=True, default="")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_test = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "integration_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.integration_id})"

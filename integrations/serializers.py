@@ -131,3 +131,106 @@ class RecommendedModelsSerializer(serializers.Serializer):
     default = serializers.CharField(allow_null=True)
     fast = serializers.CharField(allow_null=True)
     smart = serializers.CharField(allow_null=True)
+
+
+# --- Credentials -------------------------------------------------------------------------------
+
+
+class CredentialTestResultSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    message = serializers.CharField()
+    tested_at = serializers.DateTimeField()
+
+
+class CredentialSerializer(serializers.Serializer):
+    """A credential as its owner sees it: never a secret, only a masked preview (CONTRACT §8)."""
+
+    id = serializers.CharField()
+    integration_id = serializers.CharField()
+    name = serializers.CharField()
+    preview = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    last_test = CredentialTestResultSerializer(allow_null=True)
+
+
+class CredentialCreateSerializer(StrictInputSerializer):
+    integration_id = serializers.CharField(max_length=64)
+    name = serializers.CharField(min_length=1, max_length=200)
+    credentials = serializers.DictField()
+
+
+class CredentialUpdateSerializer(StrictInputSerializer):
+    name = serializers.CharField(min_length=1, max_length=200, required=False)
+    credentials = serializers.DictField(required=False)
+
+
+class CredentialListParamsSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+    integration_id = serializers.CharField(max_length=64, required=False)
+
+
+class TestResultSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+# --- Tools and integrations ----------------------------------------------------------------------
+
+
+class ToolSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    display_name = serializers.CharField()
+    description = serializers.CharField()
+    category = serializers.CharField()
+    icon = serializers.CharField()
+    parameters = serializers.DictField()
+    requires_integration = serializers.CharField(allow_null=True)
+
+
+class ToolListSerializer(serializers.Serializer):
+    tools = ToolSerializer(many=True)
+
+
+class RecommendInputSerializer(StrictInputSerializer):
+    task = serializers.CharField(min_length=1, max_length=2000)
+    limit = serializers.IntegerField(required=False, default=5, min_value=1, max_value=20)
+
+
+class RecommendationSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    score = serializers.FloatField(help_text="Relevance from 0 to 1.")
+    reason = serializers.CharField()
+
+
+class RecommendationsSerializer(serializers.Serializer):
+    recommendations = RecommendationSerializer(many=True)
+
+
+class IntegrationFieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    required = serializers.BooleanField()
+    secret = serializers.BooleanField()
+    description = serializers.CharField()
+
+
+class IntegrationSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    icon = serializers.CharField()
+    auth_type = serializers.CharField()
+    fields = IntegrationFieldSerializer(many=True)
+
+
+class IntegrationListSerializer(serializers.Serializer):
+    integrations = IntegrationSerializer(many=True)
+
+
+class RegistrySerializer(serializers.Serializer):
+    tools = ToolSerializer(many=True)
+    categories = serializers.ListField(child=serializers.DictField())
+    node_types = serializers.ListField(child=serializers.DictField())

@@ -457,3 +457,7 @@ CELERY_BEAT_SCHEDULE.update(
         "prune-old-executions": {"task": "executions.prune", "schedule": 24 * 3600.0},
     }
 )
+
+# --- Tools -----------------------------------------------------------------------------------
+# Model that ranks POST /api/tools/recommend; empty (or failing) means a lexical ranking.
+TOOL_RECOMMENDATION_MODEL = env.str("TOOL_RECOMMENDATION_MODEL", default="")
