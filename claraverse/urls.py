@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/executions", ExecutionListView.as_view(), name="executions"),
     path("api/executions/", include("executions.urls")),
     path("api/", include("integrations.urls")),
+    path("api/", include("apikeys.urls")),
     path("api/privacy-policy", PrivacyPolicyView.as_view(), name="privacy-policy"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from apikeys.services import webhook_schedule
 from workflows.engine import CancelToken, EngineLimits, GraphError, WorkflowEngine
 
 from .events import EventRecorder
@@ -60,6 +61,7 @@ def _finish(
     recorder.record(
         "execution_complete", {"status": status, "output": output, "error": error, "duration_ms": duration_ms}
     )
+    webhook_schedule(execution)
     return execution
 
 

@@ -17,10 +17,10 @@ from django.conf import settings
 
 from claraverse.errors import ApplicationError
 from claraverse.outbound import DestinationNotAllowed, OutboundError, outbound_request
+from integrations.credentials import tool_context_for
 from integrations.llm.answers import parse_json_answer
 from integrations.llm.tool_loop import run_tool_loop
 from integrations.llm.types import LLMRequest
-from integrations.credentials import tool_context_for
 from integrations.tools import ToolError, tool_registry
 from workflows.engine import NodeCall, NodeCancelled, NodeError
 

@@ -64,3 +64,22 @@ class ExecutionStatsSerializer(serializers.Serializer):
     avg_duration_ms = serializers.IntegerField(allow_null=True)
     p95_duration_ms = serializers.IntegerField(allow_null=True)
     last_execution_at = serializers.DateTimeField(allow_null=True)
+
+
+class WebhookDeliverySerializer(serializers.Serializer):
+    attempt = serializers.IntegerField()
+    status_code = serializers.IntegerField(allow_null=True)
+    error = serializers.SerializerMethodField()
+    delivered_at = serializers.DateTimeField()
+
+    def get_error(self, delivery) -> str | None:
+        return delivery.error or None
+
+
+class ExecutionDetailSerializer(ExecutionSerializer):
+    """One execution, with its webhook delivery attempts (empty without a webhook_url)."""
+
+    webhook_deliveries = WebhookDeliverySerializer(many=True, read_only=True)
+
+    class Meta(ExecutionSerializer.Meta):
+        fields = [*ExecutionSerializer.Meta.fields, "webhook_deliveries"]

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apikeys.services import webhook_schedule
 from claraverse.errors import ApplicationError
 
 from .events import EventRecorder
@@ -83,6 +84,8 @@ def _finish_without_running(execution: Execution, *, status: str, error: str = "
         EventRecorder(execution.pk).record(
             "execution_complete", {"status": status, "output": None, "error": error or None, "duration_ms": 0}
         )
+        execution.refresh_from_db()
+        webhook_schedule(execution)
     return bool(moved)
 
 
@@ -138,6 +141,8 @@ def executions_reap_stale() -> dict[str, int]:
         )
         if moved:
             failed += 1
+            execution.refresh_from_db()
+            webhook_schedule(execution)
             EventRecorder(execution.pk).record(
                 "execution_complete",
                 {

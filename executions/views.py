@@ -10,6 +10,7 @@ from claraverse.pagination import list_body, paginate, validated_query
 
 from . import selectors, services
 from .serializers import (
+    ExecutionDetailSerializer,
     ExecutionListParamsSerializer,
     ExecutionSerializer,
     ExecutionStatsSerializer,
@@ -72,11 +73,12 @@ class AgentExecutionStatsView(AgentScopedView):
 class ExecutionDetailView(APIView):
     @extend_schema(
         operation_id="executions_get",
-        responses={200: ExecutionSerializer, **ERROR_RESPONSES.pick(404), **AUTH_ERRORS},
+        responses={200: ExecutionDetailSerializer, **ERROR_RESPONSES.pick(404), **AUTH_ERRORS},
         tags=["executions"],
     )
     def get(self, request, execution_id: str):
-        return Response(ExecutionSerializer(selectors.execution_get(user=request.user, execution_id=execution_id)).data)
+        execution = selectors.execution_get(user=request.user, execution_id=execution_id)
+        return Response(ExecutionDetailSerializer(execution).data)
 
 
 class ExecutionCancelView(APIView):

@@ -461,3 +461,10 @@ CELERY_BEAT_SCHEDULE.update(
 # --- Tools -----------------------------------------------------------------------------------
 # Model that ranks POST /api/tools/recommend; empty (or failing) means a lexical ranking.
 TOOL_RECOMMENDATION_MODEL = env.str("TOOL_RECOMMENDATION_MODEL", default="")
+
+# --- API keys and webhook callbacks (CONTRACT §6) -------------------------------------------------
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+# First retry delay; each next one doubles (10, 20, 40, ... seconds).
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["prune-idempotency-records"] = {"task": "apikeys.prune_idempotency", "schedule": 3600.0}

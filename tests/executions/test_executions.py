@@ -69,6 +69,7 @@ class TestRest:
             "created_at",
             "workflow_version",
             "node_results",
+            "webhook_deliveries",
         }
         assert detail["error"] is None and detail["workflow_version"] == 1
         assert set(detail["node_results"][0]) == {
