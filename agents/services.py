@@ -36,9 +36,11 @@ def agent_update(*, agent: Agent, fields: dict[str, Any]) -> Agent:
 @transaction.atomic
 def agent_delete(*, agent: Agent) -> None:
     """Delete an agent with its workflow, versions and schedule; its running executions are cancelled."""
+    from executions.schedules import schedule_delete_for_agent
     from executions.services import executions_cancel_for_agent
 
     executions_cancel_for_agent(user=agent.user, agent_id=agent.id)
+    schedule_delete_for_agent(agent=agent)
     agent.delete()
 
 

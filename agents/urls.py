@@ -1,6 +1,6 @@
 from django.urls import path
 
-from executions.views import AgentExecutionListView, AgentExecutionStatsView
+from executions.views import AgentExecutionListView, AgentExecutionStatsView, ScheduleRunView, ScheduleView
 from workflows.views import (
     WorkflowGenerateView,
     WorkflowRestoreView,
@@ -22,5 +22,7 @@ urlpatterns = [
     ),
     path("<str:agent_id>/workflow/restore/<int:version>", WorkflowRestoreView.as_view(), name="workflow-restore"),
     path("<str:agent_id>/executions", AgentExecutionListView.as_view(), name="agent-executions"),
+    path("<str:agent_id>/schedule", ScheduleView.as_view(), name="schedule"),
+    path("<str:agent_id>/schedule/run", ScheduleRunView.as_view(), name="schedule-run"),
     path("<str:agent_id>/executions/stats", AgentExecutionStatsView.as_view(), name="agent-execution-stats"),
 ]

@@ -91,3 +91,43 @@ class ExecutionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id}#{self.seq} {self.type}"
+
+
+def new_schedule_id() -> str:
+    return new_id("sched")
+
+
+class Schedule(models.Model):
+    """An agent's cron schedule (one per agent), fired by django-celery-beat in its own time zone."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_schedule_id, editable=False)
+    agent = models.OneToOneField("agents.Agent", on_delete=models.CASCADE, related_name="schedule")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="schedules")
+    cron = models.CharField(max_length=120)
+    timezone = models.CharField(max_length=64, default="UTC")
+    enabled = models.BooleanField(default=True)
+    input = models.JSONField(default=dict, blank=True)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.cron} ({self.timezone})"
+
+
+class ScheduleFiring(models.Model):
+    """One firing time of a schedule; the unique row makes each firing run at most once."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="firings")
+    fire_time = models.DateTimeField()
+    execution = models.ForeignKey(Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schedule", "fire_time"], name="executions_firing_once")]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} at {self.fire_time:%Y-%m-%d %H:%M}"

@@ -83,3 +83,49 @@ class ExecutionDetailSerializer(ExecutionSerializer):
 
     class Meta(ExecutionSerializer.Meta):
         fields = [*ExecutionSerializer.Meta.fields, "webhook_deliveries"]
+
+
+class ScheduleSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    agent_id = serializers.CharField()
+    cron = serializers.CharField()
+    timezone = serializers.CharField()
+    enabled = serializers.BooleanField()
+    input = serializers.JSONField()
+    next_run_at = serializers.SerializerMethodField()
+    last_run_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_next_run_at(self, schedule) -> str | None:
+        from claraverse.timeutils import isoformat_z
+
+        from .schedules import next_run_at
+
+        return isoformat_z(next_run_at(schedule))
+
+
+class ScheduleUpdateSerializer(serializers.Serializer):
+    cron = serializers.CharField(max_length=120, required=False)
+    timezone = serializers.CharField(max_length=64, required=False)
+    enabled = serializers.BooleanField(required=False)
+    input = serializers.JSONField(required=False)
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class ScheduleCreateSerializer(ScheduleUpdateSerializer):
+    cron = serializers.CharField(max_length=120)
+
+
+class ScheduleRunSerializer(serializers.Serializer):
+    input = serializers.JSONField(required=False, default=dict)
+
+
+class ScheduleRunAcceptedSerializer(serializers.Serializer):
+    execution_id = serializers.CharField()
+    status = serializers.CharField()

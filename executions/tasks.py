@@ -22,3 +22,11 @@ def reap_stale_executions() -> dict:
 def prune_old_executions() -> int:
     """Delete executions past EXECUTION_RETENTION_DAYS."""
     return services.executions_prune()
+
+
+@shared_task(name="executions.fire_schedule", acks_late=True, ignore_result=True)
+def fire_schedule(schedule_id: str) -> None:
+    """Sent by beat at each cron time; the firing runs at most once whoever sends it."""
+    from .schedules import schedule_fire
+
+    schedule_fire(schedule_id=schedule_id)

@@ -81,3 +81,41 @@ def test_execute_and_subscribe_over_a_real_server(live):
         second.send(json.dumps({"type": "subscribe", "payload": {"execution_id": execution_id}}))
         replay = frames_until_complete(second)
     assert [f["type"] for f in replay] == [f["type"] for f in frames[1:]]
+
+
+@pytest.mark.timeout(150)
+def test_a_schedule_fires_in_the_running_server(live):
+    status, registered = live.call(
+        "POST", "/api/auth/register", {"email": "cron@example.com", "password": "a long cron passphrase"}
+    )
+    token = registered["access_token"]
+    agent = live.call("POST", "/api/agents", {"name": "Every minute"}, token=token)[1]
+    nodes = [node("start", "trigger", trigger_type="schedule"), node("out", "output", value="tick {{ input.n }}")]
+    live.call(
+        "PUT",
+        f"/api/agents/{agent['id']}/workflow",
+        {"nodes": nodes, "edges": [{"source": "start", "target": "out"}]},
+        token=token,
+    )
+    status, schedule = live.call(
+        "POST",
+        f"/api/agents/{agent['id']}/schedule",
+        {"cron": "* * * * *", "timezone": "Asia/Kolkata", "input": {"n": 7}},
+        token=token,
+    )
+    assert status == 201, schedule
+    deadline = time.monotonic() + 100
+    executions = []
+    while time.monotonic() < deadline and not executions:
+        time.sleep(2)
+        executions = live.call("GET", f"/api/agents/{agent['id']}/executions?trigger=schedule", token=token)[1][
+            "executions"
+        ]
+    assert executions, f"no scheduled run within 100 s:\n{live.log()[-3000:]}"
+    first = executions[-1]
+    deadline = time.monotonic() + 20
+    while first["status"] in {"pending", "running"} and time.monotonic() < deadline:
+        time.sleep(0.5)
+        first = live.call("GET", f"/api/executions/{first['id']}", token=token)[1]
+    assert first["status"] == "completed" and first["output"] == "tick 7"
+    assert live.call("GET", f"/api/agents/{agent['id']}/schedule", token=token)[1]["last_run_at"] is not None
