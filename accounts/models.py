@@ -84,3 +84,31 @@ class User(AbstractBaseUser, PermissionsMixin):
     def effective_role(self) -> str:
         """The role shown to clients: `admin` for superadmins whatever their stored role."""
         return Role.ADMIN if self.is_admin else self.role
+
+
+class QuotaOverride(models.Model):
+    """An admin's per-user replacement of single tier limits (None keeps the tier's value)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota_override")
+    messages_per_day = models.PositiveIntegerField(null=True, blank=True)
+    executions_per_day = models.PositiveIntegerField(null=True, blank=True)
+    storage_mb = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"overrides of {self.user_id}"
+
+
+class DailyUsage(models.Model):
+    """What one user consumed on one UTC day; counters only ever grow through conditional updates."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage")
+    day = models.DateField()
+    messages = models.PositiveIntegerField(default=0)
+    executions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="accounts_usage_one_row_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.day}"

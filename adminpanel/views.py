@@ -1,11 +1,13 @@
-"""The `/api/admin/*` API: provider and model management (issue: LLM providers and models)."""
+"""The `/api/admin/*` API: admin status, users and their quota overrides, analytics, providers and models."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsAdmin
+from accounts.quotas import overrides_of, overrides_remove, overrides_set
 from claraverse.openapi import ERROR_RESPONSES, list_response
 from claraverse.pagination import PageParamsSerializer, list_body, paginate, validated_query
 from claraverse.serializers import validated
@@ -20,6 +22,15 @@ from integrations.serializers import (
     ProviderCreateSerializer,
     ProviderSerializer,
     ProviderUpdateSerializer,
+)
+
+from . import selectors as admin_selectors
+from .serializers import (
+    AdminMeSerializer,
+    AdminUserDetailSerializer,
+    AdminUserRowSerializer,
+    OverridesSerializer,
+    UserListParamsSerializer,
 )
 
 ADMIN_ERRORS = ERROR_RESPONSES.pick(401, 403, 429)
@@ -198,3 +209,114 @@ class ModelBenchmarkView(AdminAPIView):
     def post(self, request, model_id: str):
         model = selectors.model_get(model_id=model_id)
         return Response(services.model_benchmark(model=model, user=request.user))
+
+
+# --- Admin status, users, overrides, analytics -------------------------------------------------------
+
+
+class AdminMeView(AdminAPIView):
+    @extend_schema(operation_id="admin_me", responses={200: AdminMeSerializer, **ADMIN_ERRORS}, tags=["admin"])
+    def get(self, request):
+        user = request.user
+        return Response(
+            {
+                "id": user.id,
+                "email": user.email,
+                "name": user.name,
+                "role": user.effective_role,
+                "is_admin": True,
+                "superadmin": user.pk in settings.SUPERADMIN_USER_IDS,
+            }
+        )
+
+
+class UserListView(AdminAPIView):
+    @extend_schema(
+        operation_id="admin_users_list",
+        parameters=[UserListParamsSerializer],
+        responses={
+            200: list_response("AdminUserList", "users", AdminUserRowSerializer),
+            **ERROR_RESPONSES.pick(400),
+            **ADMIN_ERRORS,
+        },
+        tags=["admin"],
+    )
+    def get(self, request):
+        params = validated_query(UserListParamsSerializer, request.query_params)
+        users = admin_selectors.user_list(search=params.get("search"), tier=params.get("tier"))
+        page = paginate(users, limit=params["limit"], offset=params["offset"])
+        return Response(list_body("users", page, AdminUserRowSerializer(page.items, many=True).data))
+
+
+def _user_detail_body(user) -> dict:
+    user.has_overrides = bool(overrides_of(user))
+    return AdminUserDetailSerializer({**AdminUserRowSerializer(user).data, **admin_selectors.user_details(user)}).data
+
+
+class UserDetailView(AdminAPIView):
+    @extend_schema(
+        operation_id="admin_users_get",
+        responses={200: AdminUserDetailSerializer, **ERROR_RESPONSES.pick(404), **ADMIN_ERRORS},
+        tags=["admin"],
+    )
+    def get(self, request, user_id: str):
+        return Response(_user_detail_body(admin_selectors.user_get(user_id=user_id)))
+
+
+class UserOverridesView(AdminAPIView):
+    @extend_schema(
+        operation_id="admin_users_overrides_set",
+        request=OverridesSerializer,
+        responses={200: AdminUserDetailSerializer, **ERROR_RESPONSES.pick(400, 404), **ADMIN_ERRORS},
+        tags=["admin"],
+    )
+    def post(self, request, user_id: str):
+        user = admin_selectors.user_get(user_id=user_id)
+        overrides_set(user=user, values=validated(OverridesSerializer, request.data))
+        return Response(_user_detail_body(user))
+
+    @extend_schema(
+        operation_id="admin_users_overrides_remove",
+        responses={
+            204: OpenApiResponse(description="Back to the tier's limits."),
+            **ERROR_RESPONSES.pick(404),
+            **ADMIN_ERRORS,
+        },
+        tags=["admin"],
+    )
+    def delete(self, request, user_id: str):
+        overrides_remove(user=admin_selectors.user_get(user_id=user_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _analytics_view(name: str, reader, description: str):
+    class AnalyticsView(AdminAPIView):
+        @extend_schema(
+            operation_id=f"admin_analytics_{name}",
+            responses={200: OpenApiResponse(description=description), **ADMIN_ERRORS},
+            tags=["admin"],
+        )
+        def get(self, request):
+            return Response(reader())
+
+    AnalyticsView.__name__ = AnalyticsView.__qualname__ = f"Analytics{name.title()}View"
+    return AnalyticsView
+
+
+AnalyticsOverviewView = _analytics_view(
+    "overview", admin_selectors.analytics_overview, "Users, active users, agents, executions, chats, messages today."
+)
+AnalyticsProvidersView = _analytics_view(
+    "providers", admin_selectors.analytics_providers, "Requests, tokens, errors and average latency per provider."
+)
+AnalyticsModelsView = _analytics_view(
+    "models", admin_selectors.analytics_models, "Requests, tokens, errors and average latency per model."
+)
+AnalyticsChatsView = _analytics_view(
+    "chats", admin_selectors.analytics_chats, "Chat totals and a daily time series over the last 30 days."
+)
+AnalyticsAgentsView = _analytics_view(
+    "agents",
+    admin_selectors.analytics_agents,
+    "Agent and execution totals and a daily time series over the last 30 days.",
+)

@@ -8,7 +8,12 @@ from rest_framework.views import APIView
 from claraverse.errors import ApplicationError
 from claraverse.openapi import ERROR_RESPONSES, list_response
 from claraverse.pagination import PageParamsSerializer, list_body, paginate, validated_query
+from claraverse.ratelimit import AuthenticatedThrottle
 from claraverse.serializers import validated
+from uploads.parsers import UploadMultiPartParser, multipart_data
+from uploads.serializers import UploadCreateSerializer, UploadSerializer
+from uploads.services import upload_create
+from uploads.throttles import UploadThrottle
 
 from . import services
 from .authentication import ApiKeyAuthentication
@@ -141,3 +146,24 @@ class TriggerStatusView(ExternalAPIView):
         if execution is None or (key.agent_ids and execution.agent_id not in key.agent_ids):
             raise ApplicationError("NOT_FOUND", "Execution not found.")
         return Response(TriggerStatusSerializer(execution).data)
+
+
+class ExternalUploadView(ExternalAPIView):
+    """`POST /api/external/upload`: the upload service of the web app, for an API key with `upload`."""
+
+    parser_classes = [UploadMultiPartParser]
+    throttle_classes = [AuthenticatedThrottle, UploadThrottle]
+
+    @extend_schema(
+        operation_id="external_upload",
+        request={"multipart/form-data": UploadCreateSerializer},
+        responses={201: UploadSerializer, **ERROR_RESPONSES.pick(400, 403, 413, 415), **AUTH_ERRORS},
+        tags=["trigger"],
+        description="The same rules as POST /api/upload (types, size, rate limit), with an X-API-Key carrying "
+        "the `upload` scope; the file belongs to the key's owner.",
+    )
+    def post(self, request):
+        services.key_require_scope(request.auth, "upload")
+        body = validated(UploadCreateSerializer, multipart_data(request))
+        upload = upload_create(user=request.user, uploaded_file=body["file"], source="external")
+        return Response(UploadSerializer(upload).data, status=status.HTTP_201_CREATED)

@@ -9,10 +9,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from rest_framework import serializers
 
+from accounts.quotas import quota_consume
 from claraverse.errors import ApplicationError, validation_details
 from claraverse.ids import new_id
 from claraverse.ratelimit import consume
@@ -139,6 +141,7 @@ class ChatConsumer(JsonFrameConsumer):
         decision = await sync_to_async(consume)("chat", str(self.user.pk), settings.RATE_LIMIT_AUTHENTICATED)
         if not decision.allowed:
             raise ApplicationError("RATE_LIMIT", "Rate limit exceeded.", details={"retry_after": decision.retry_after})
+        await database_sync_to_async(quota_consume)(user=self.user, limit_name="messages_per_day")
         stop_event = threading.Event()
         task = asyncio.create_task(self._generate(conversation_id, data, stop_event))
         self.generations[conversation_id] = (task, stop_event)

@@ -17,11 +17,12 @@ from django.conf import settings
 from django.db import connection
 
 from claraverse.errors import ApplicationError
+from integrations.credentials import tool_context_for
 from integrations.llm.tool_loop import run_tool_loop
 from integrations.llm.types import LLMRequest
 from integrations.models import LLMModel
-from integrations.credentials import tool_context_for
 from integrations.tools import tool_registry
+from memories.services import memory_prompt_for_chat
 
 from . import services
 
@@ -106,6 +107,9 @@ def run_chat_turn(turn: ChatTurn, *, emit: Emit, stop_event: threading.Event) ->
 
     user_message = {"role": "user", "content": turn.message}
     prompt: list[dict[str, Any]] = [{"role": "system", "content": turn.system_prompt}] if turn.system_prompt else []
+    memories = memory_prompt_for_chat(user=turn.user)
+    if memories:
+        prompt.append({"role": "system", "content": memories})
     history = services.conversation_history(user=turn.user, conversation_id=turn.conversation_id)
     prompt += [*history_window(history, history_budget(model)), user_message]
     conversation = {"conversation_id": turn.conversation_id}

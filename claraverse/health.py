@@ -49,10 +49,11 @@ def check_broker() -> str:
     """Open (and release) a connection to the Celery broker; `ok` for the in-process broker."""
     if settings.CELERY_BROKER_URL.startswith("memory://"):
         return OK
-    from claraverse.celery import app
+    from kombu import Connection
 
     try:
-        with app.connection_for_write() as conn:
+        # A fresh connection, not the app's producer pool: a health probe must not disturb real traffic.
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:
         logger.warning("health: broker unreachable: %s", exc.__class__.__name__)

@@ -73,8 +73,8 @@ class ErrorEnvelopeMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """An exception escaping a non-DRF view: log it with the request id, answer 500/503."""
-        if request.path.startswith(_HTML_PATH_PREFIXES) and settings.DEBUG:
-            return None
+        if request.path.startswith(_HTML_PATH_PREFIXES):
+            return None  # the admin site keeps Django's own handling (403 pages, login redirects)
         from django.core.exceptions import RequestDataTooBig
         from django.http import Http404
 

@@ -58,8 +58,11 @@ def execution_create(
     *, user, agent, trigger: str, input: Any = None, parent: Execution | None = None, enqueue: bool = True
 ) -> Execution:
     """Record a pending execution of the agent's current workflow version and (by default) enqueue it."""
+    from accounts.quotas import quota_consume
     from workflows.selectors import workflow_for_agent
 
+    # Every way an execution starts (REST, WebSocket, trigger, schedule, sub-agent, MCP) passes here.
+    quota_consume(user=user, limit_name="executions_per_day")
     execution = Execution.objects.create(
         user=user,
         agent_id=agent.id,

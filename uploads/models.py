@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from claraverse.ids import new_id
 
@@ -30,3 +31,18 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.filename})"
+
+    @property
+    def is_expired(self) -> bool:
+        """Whether the upload is past its expiry (it may still await the clean-up task)."""
+        return self.expires_at <= timezone.now()
+
+    @property
+    def status(self) -> str:
+        """`ready` or `expired` (CONTRACT §10)."""
+        return "expired" if self.is_expired else "ready"
+
+    @property
+    def url_path(self) -> str:
+        """Where the owner downloads the file."""
+        return f"/uploads/{self.id}.{self.extension}"

@@ -247,7 +247,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/",
-    "ENUM_NAME_OVERRIDES": {"HealthCheckStateEnum": ["ok", "down"]},
+    "ENUM_NAME_OVERRIDES": {
+        "HealthCheckStateEnum": ["ok", "down"],
+        "ExecutionStatusEnum": "executions.models.ExecutionStatus",
+        "NodeResultStatusEnum": ["completed", "failed", "skipped", "cancelled"],
+    },
 }
 
 # --- Rate limits (requests per minute; CONTRACT §13) ------------------------------------------
@@ -468,3 +472,32 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 CELERY_BEAT_SCHEDULE["prune-idempotency-records"] = {"task": "apikeys.prune_idempotency", "schedule": 3600.0}
+
+# --- Quotas (CONTRACT §11): per tier, each overridable as QUOTA_<TIER>_<LIMIT> -----------------
+_QUOTA_DEFAULTS = {
+    "free": {"messages_per_day": 200, "executions_per_day": 100, "storage_mb": 100},
+    "pro": {"messages_per_day": 2000, "executions_per_day": 1000, "storage_mb": 5000},
+    "enterprise": {"messages_per_day": 20000, "executions_per_day": 10000, "storage_mb": 50000},
+}
+QUOTA_TIERS = {
+    tier: {name: env.int(f"QUOTA_{tier.upper()}_{name.upper()}", default=value) for name, value in limits.items()}
+    for tier, limits in _QUOTA_DEFAULTS.items()
+}
+
+# --- Uploads and the image proxy (CONTRACT §10, §14) ------------------------------------------------
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
+UPLOAD_ROOT = Path(env.str("UPLOAD_ROOT", default=str(DATA_DIR / "uploads")))
+UPLOAD_TTL_HOURS = env.int("UPLOAD_TTL_HOURS", default=24)
+UPLOAD_TEXT_MAX_CHARS = env.int("UPLOAD_TEXT_MAX_CHARS", default=1_000_000)
+IMAGE_PROXY_MAX_BYTES = env.int("IMAGE_PROXY_MAX_BYTES", default=5 * 1024 * 1024)
+IMAGE_PROXY_CACHE_SECONDS = env.int("IMAGE_PROXY_CACHE_SECONDS", default=3600)
+IMAGE_PROXY_TIMEOUT_SECONDS = env.float("IMAGE_PROXY_TIMEOUT_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["cleanup-expired-uploads"] = {"task": "uploads.cleanup_expired", "schedule": 3600.0}
+# The deployment's SearXNG (JSON output enabled) for search_web; a user's own `searxng` credential wins.
+SEARXNG_URL = env.str("SEARXNG_URL", default="")
+TOOL_HTTP_TIMEOUT_SECONDS = env.float("TOOL_HTTP_TIMEOUT_SECONDS", default=20.0)
+TOOL_SCRAPE_MAX_BYTES = env.int("TOOL_SCRAPE_MAX_BYTES", default=2 * 1024 * 1024)
+TOOL_HTTP_MAX_RESPONSE_BYTES = env.int("TOOL_HTTP_MAX_RESPONSE_BYTES", default=1024 * 1024)
+SMTP_TIMEOUT_SECONDS = env.float("SMTP_TIMEOUT_SECONDS", default=15.0)
+# Optional CA bundle for checking SMTP servers' certificates (a private CA).
+SMTP_CA_FILE = env.str("SMTP_CA_FILE", default="")

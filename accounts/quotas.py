@@ -1,0 +1,107 @@
+"""Quotas (CONTRACT §11): tier limits from settings, per-user overrides, atomic daily counters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from claraverse.errors import ApplicationError
+from claraverse.timeutils import isoformat_z
+
+from .models import DailyUsage, QuotaOverride
+
+LIMIT_NAMES = ("messages_per_day", "executions_per_day", "storage_mb")
+COUNTERS = {"messages_per_day": "messages", "executions_per_day": "executions"}
+
+
+def today() -> Any:
+    """The current UTC day (quotas reset at midnight UTC)."""
+    return timezone.now().astimezone(UTC).date()
+
+
+def reset_at() -> str:
+    """When today's counters start again."""
+    return isoformat_z(datetime.combine(today() + timedelta(days=1), time.min, tzinfo=UTC))
+
+
+def overrides_of(user) -> dict[str, int]:
+    """The limits an admin replaced for this user (only those set)."""
+    override = QuotaOverride.objects.filter(user=user).first()
+    if override is None:
+        return {}
+    return {name: getattr(override, name) for name in LIMIT_NAMES if getattr(override, name) is not None}
+
+
+def effective_limits(user) -> dict[str, int]:
+    """The tier's limits with the user's overrides applied."""
+    tier_limits = settings.QUOTA_TIERS.get(user.tier) or settings.QUOTA_TIERS["free"]
+    return {**tier_limits, **overrides_of(user)}
+
+
+def usage_today(user) -> dict[str, int]:
+    """Today's counted messages and executions."""
+    row = DailyUsage.objects.filter(user=user, day=today()).first()
+    return {"messages": row.messages if row else 0, "executions": row.executions if row else 0}
+
+
+def _today_row(user) -> DailyUsage:
+    try:
+        with transaction.atomic():
+            return DailyUsage.objects.get_or_create(user=user, day=today())[0]
+    except IntegrityError:
+        # Two first requests of the day raced to create the row; the other one won.
+        return DailyUsage.objects.get(user=user, day=today())
+
+
+def quota_exceeded(limit_name: str, limit: int, used: int) -> ApplicationError:
+    """The 429 QUOTA_EXCEEDED error with `{limit, used, reset_at}`."""
+    label = limit_name.replace("_", " ")
+    return ApplicationError(
+        "QUOTA_EXCEEDED",
+        f"Daily quota reached ({label}: {limit}).",
+        details={"limit": limit, "used": used, "reset_at": reset_at()},
+    )
+
+
+def quota_consume(*, user, limit_name: str) -> None:
+    """Count one message or execution, or raise QUOTA_EXCEEDED; never overshoots under concurrency.
+
+    The increment is one conditional UPDATE (`... WHERE count < limit`), so parallel requests
+    cannot both take the last unit.
+    """
+    counter = COUNTERS[limit_name]
+    limit = effective_limits(user)[limit_name]
+    row = _today_row(user)
+    taken = DailyUsage.objects.filter(pk=row.pk, **{f"{counter}__lt": limit}).update(**{counter: F(counter) + 1})
+    if not taken:
+        raise quota_exceeded(limit_name, limit, getattr(DailyUsage.objects.get(pk=row.pk), counter))
+
+
+def quota_check_storage(*, user, used_bytes: int, adding_bytes: int) -> None:
+    """Refuse a file that would take the user's stored bytes past their storage_mb."""
+    limit_mb = effective_limits(user)["storage_mb"]
+    if used_bytes + adding_bytes > limit_mb * 1024 * 1024:
+        raise ApplicationError(
+            "QUOTA_EXCEEDED",
+            f"Storage quota reached ({limit_mb} MB).",
+            details={"limit": limit_mb, "used": round(used_bytes / (1024 * 1024), 2), "reset_at": None},
+        )
+
+
+def overrides_set(*, user, values: dict[str, int | None]) -> dict[str, int]:
+    """Replace the given limits (None removes that one override)."""
+    override, _ = QuotaOverride.objects.get_or_create(user=user)
+    for name, value in values.items():
+        setattr(override, name, value)
+    override.save()
+    return overrides_of(user)
+
+
+def overrides_remove(*, user) -> None:
+    """Back to the tier's limits."""
+    QuotaOverride.objects.filter(user=user).delete()
