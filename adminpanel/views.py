@@ -250,7 +250,7 @@ class UserListView(AdminAPIView):
 
 def _user_detail_body(user) -> dict:
     user.has_overrides = bool(overrides_of(user))
-    return AdminUserDetailSerializer({**AdminUserRowSerializer(user).data, **admin_selectors.user_details(user)}).data
+    return {**AdminUserRowSerializer(user).data, **admin_selectors.user_details(user)}
 
 
 class UserDetailView(AdminAPIView):
