@@ -5,7 +5,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from . import services
-from .models import User
+from .models import DailyUsage, QuotaOverride, User
 
 
 class UserChangeAdminForm(UserChangeForm):
@@ -51,3 +51,22 @@ class UserAdmin(DjangoUserAdmin):
         for user in queryset:
             services.user_reactivate(user=user)
         self.message_user(request, f"{queryset.count()} user(s) reactivated.", messages.SUCCESS)
+
+
+@admin.register(QuotaOverride)
+class QuotaOverrideAdmin(admin.ModelAdmin):
+    list_display = ["user", "messages_per_day", "executions_per_day", "storage_mb", "updated_at"]
+    search_fields = ["user__email", "user__id"]
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(admin.ModelAdmin):
+    list_display = ["user", "day", "messages", "executions"]
+    list_filter = ["day"]
+    search_fields = ["user__email"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import LLMModel, LLMUsage, Provider
+from .models import Credential, LLMModel, LLMUsage, Provider
 
 
 @admin.register(Provider)
@@ -46,3 +46,24 @@ class LLMUsageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Credential)
+class CredentialAdmin(admin.ModelAdmin):
+    list_display = ["name", "integration_id", "user", "preview", "last_used_at", "created_at"]
+    list_filter = ["integration_id"]
+    search_fields = ["id", "name", "user__email"]
+    exclude = ["fields_encrypted"]
+    readonly_fields = [
+        "id",
+        "user",
+        "integration_id",
+        "preview",
+        "last_used_at",
+        "last_test",
+        "created_at",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False  # fields are validated and encrypted by the API
