@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from accounts.models import Tier, User
+from claraverse.pagination import PageParamsSerializer
 
 
 class AdminUserRowSerializer(serializers.ModelSerializer):
@@ -31,9 +32,7 @@ class AdminUserDetailSerializer(AdminUserRowSerializer):
         fields = [*AdminUserRowSerializer.Meta.fields, "limits", "overrides", "usage_today", "counts"]
 
 
-class UserListParamsSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+class UserListParamsSerializer(PageParamsSerializer):
     search = serializers.CharField(required=False, max_length=200)
     tier = serializers.ChoiceField(choices=Tier.choices, required=False)
 

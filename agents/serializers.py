@@ -4,6 +4,7 @@ import re
 
 from rest_framework import serializers
 
+from claraverse.pagination import PageParamsSerializer
 from claraverse.serializers import StrictInputSerializer
 from integrations.serializers import MODEL_ID_PATTERN
 from integrations.tools import tool_registry
@@ -61,9 +62,7 @@ class AgentCreateSerializer(AgentUpdateSerializer):
     name = serializers.CharField(min_length=1, max_length=200)
 
 
-class AgentListParamsSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+class AgentListParamsSerializer(PageParamsSerializer):
     sort = serializers.ChoiceField(
         choices=[*SORT_FIELDS, *(f"-{field}" for field in SORT_FIELDS)], required=False, default="-updated_at"
     )

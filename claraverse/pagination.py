@@ -14,13 +14,15 @@ from .errors import ApplicationError
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# Far beyond any real list, and small enough for every database's integer type.
+MAX_OFFSET = 1_000_000_000
 
 
 class PageParamsSerializer(serializers.Serializer):
     """Query parameters `limit` and `offset`, shared by every list endpoint."""
 
     limit = serializers.IntegerField(required=False, default=DEFAULT_LIMIT, min_value=1, max_value=MAX_LIMIT)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_OFFSET)
 
 
 @dataclass(frozen=True)

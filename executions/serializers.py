@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from claraverse.pagination import PageParamsSerializer
+
 from .models import Execution, ExecutionStatus, ExecutionTrigger
 
 
@@ -45,9 +47,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return execution.error or None
 
 
-class ExecutionListParamsSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+class ExecutionListParamsSerializer(PageParamsSerializer):
     status = serializers.ChoiceField(choices=ExecutionStatus.choices, required=False)
     trigger = serializers.ChoiceField(choices=ExecutionTrigger.choices, required=False)
 

@@ -4,6 +4,7 @@ import re
 
 from rest_framework import serializers
 
+from claraverse.pagination import PageParamsSerializer
 from claraverse.serializers import StrictInputSerializer
 
 from .models import LLMModel, Provider, ProviderType
@@ -166,9 +167,7 @@ class CredentialUpdateSerializer(StrictInputSerializer):
     credentials = serializers.DictField(required=False)
 
 
-class CredentialListParamsSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+class CredentialListParamsSerializer(PageParamsSerializer):
     integration_id = serializers.CharField(max_length=64, required=False)
 
 

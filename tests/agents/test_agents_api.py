@@ -89,7 +89,10 @@ class TestList:
         # Default: most recently updated first.
         assert auth_client.get("/api/agents").json()["agents"][0]["name"] == "bravo"
 
-    @pytest.mark.parametrize("query", ["limit=0", "limit=101", "offset=-1", "sort=color", "sort=--name", "limit=x"])
+    @pytest.mark.parametrize(
+        "query",
+        ["limit=0", "limit=101", "offset=-1", "sort=color", "sort=--name", "limit=x", "offset=3299464632409286246400"],
+    )
     def test_bad_parameters(self, auth_client, query):
         assert_envelope(auth_client.get(f"/api/agents?{query}"), 400, "VALIDATION_ERROR")
 
