@@ -20,11 +20,9 @@ def chat_get(*, user, chat_id: str) -> Chat:
 
 
 def chat_list_changed(*, user, since: datetime | None = None) -> QuerySet[Chat]:
-    """The user's chats changed after `since` (all without it), most recently changed first.
-
-    Newest first keeps paging safe while chats change: a chat updated between two pages moves to
-    the front, so no unread chat shifts into an already-read page; it is caught by the next `since`.
-    """
+    """The user's chats changed after `since` (all without it), most recently changed first."""
+    # Newest first keeps paging safe while chats change: a chat updated between two pages moves to the
+    # front, so no unread chat shifts into an already-read page, and it is caught by the next `since`.
     chats = Chat.objects.filter(user=user)
     if since is not None:
         chats = chats.filter(updated_at__gt=since)

@@ -93,13 +93,9 @@ def _stale(chat: Chat) -> ApplicationError:
 
 
 def chat_upsert(*, user, fields: dict[str, Any]) -> tuple[Chat, bool]:
-    """Create or update one of the user's chats from validated sync fields; returns (chat, created).
-
-    `fields` may hold `id` (a new `chat_` id when missing), `title`, `messages`, `model` and `version`.
-    On an update only the fields given change. A `version` lower than the stored one is a stale
-    write: CONFLICT with `current_version`, nothing changed. Every successful write bumps the
-    version by one (a new chat starts at 1). One transaction.
-    """
+    """Create or update the user's chat from validated fields (only those given change); returns (chat, created)."""
+    # `version` is the version the client's copy is based on: lower than the stored one means another
+    # device (or /ws/chat) wrote since, and overwriting would lose that write. Missing means no check.
     chat_id = fields.get("id") or new_id("chat")
     for attempt in range(2):
         try:
@@ -130,8 +126,9 @@ def chat_delete(*, chat: Chat) -> None:
 
 def chats_delete_all(*, user) -> int:
     """Delete every chat of the user; returns how many there were."""
-    deleted, _ = Chat.objects.filter(user=user).delete()
-    return deleted
+    # Counted per model: the total of delete() would also count rows that cascade from a chat.
+    _, per_model = Chat.objects.filter(user=user).delete()
+    return per_model.get(Chat._meta.label, 0)
 
 
 def _error_text(details: dict[str, Any]) -> str:
@@ -152,11 +149,8 @@ def _error_text(details: dict[str, Any]) -> str:
 
 
 def chats_sync(*, user, chats: list[Any]) -> dict[str, Any]:
-    """Upsert many chats, each in its own transaction: one bad or stale chat never blocks the others.
-
-    Answers `{synced, conflicts, failed, chat_ids, results}` where `results` has one
-    `{id, status, version, error}` per chat in the order given and `chat_ids` the ids synced.
-    """
+    """Upsert many chats, each in its own transaction; answers `{synced, conflicts, failed, chat_ids, results}`."""
+    # Never all-or-nothing: one bad or stale chat must not keep a device's other chats from syncing.
     from .serializers import ChatUpsertSerializer
 
     results: list[dict[str, Any]] = []

@@ -21,11 +21,8 @@ def memory_content(memory: Memory) -> str:
 def memory_list(
     *, user, include_archived: bool = False, category: str | None = None, query: str | None = None
 ) -> QuerySet[Memory] | list[Memory]:
-    """The user's memories, newest first (active only unless `include_archived`).
-
-    `query` is a case-insensitive substring of the content. Contents are encrypted, so it is matched
-    in Python over the user's memories, which MEMORY_MAX_PER_USER keeps bounded.
-    """
+    """The user's memories, newest first, active only unless `include_archived`; `query` is a substring."""
+    # Contents are encrypted, so `query` is matched in Python; MEMORY_MAX_PER_USER keeps that bounded.
     memories = Memory.objects.filter(user=user).order_by("-created_at", "-id")
     if not include_archived:
         memories = memories.filter(archived=False)
@@ -81,14 +78,12 @@ def memories_for_prompt(*, user) -> QuerySet[Memory]:
 
 
 def memory_enabled_for(*, user) -> bool:
-    """Whether the user lets chat use their memories (`preferences.memory_enabled`, default true).
-
-    Read from the database, not the socket's user object, so that turning memory off applies to
-    the next message without reconnecting.
-    """
+    """Whether the user lets chat use their memories (`preferences.memory_enabled`, default true)."""
+    # Read from the database, not the socket's user object: turning memory off applies to the next
+    # message without reconnecting.
     from accounts.models import User
 
     preferences = User.objects.filter(pk=user.pk).values_list("preferences", flat=True).first()
     if not isinstance(preferences, dict):
         return True
-    return True
+    return preferences.get("memory_enabled", True) is not False

@@ -110,24 +110,21 @@ def _prompt_line(memory: Memory, content: str) -> str:
 
 
 def memory_prompt_for_chat(*, user, budget_tokens: int | None = None) -> str:
-    """The system message giving chat the user's active memories within MEMORY_TOKEN_BUDGET ("" if none).
-
-    Memories are taken most important first, then most used, then most recent; one that does not fit
-    the remaining budget is skipped so that a single long memory cannot crowd out all the others.
-    Each memory given counts one access. Nothing is given when the user turned memory off.
-    """
+    """The system message of the user's active memories within MEMORY_TOKEN_BUDGET ("" if none); counts each use."""
     if user is None or not memory_enabled_for(user=user):
         return ""
-    budget = budget_tokens if budget_tokens is not None else getattr(settings, "MEMORY_TOKEN_BUDGET", None)
-    budget_chars = int(budget if budget is not None else DEFAULT_TOKEN_BUDGET) * CHARS_PER_TOKEN
-    remaining = budget_chars - len(PROMPT_HEADER) - 1
+    if budget_tokens is None:
+        budget_tokens = int(getattr(settings, "MEMORY_TOKEN_BUDGET", DEFAULT_TOKEN_BUDGET))
+    remaining = budget_tokens * CHARS_PER_TOKEN - len(PROMPT_HEADER) - 1
     lines: list[str] = []
     used_ids: list[str] = []
-    for memory in memories_for_prompt(user=user).iterator():
+    candidates = memories_for_prompt(user=user).only("id", "user_id", "category", "content_encrypted")
+    for memory in candidates.iterator(chunk_size=100):
         if remaining < MIN_LINE_CHARS:
             break
         line = _prompt_line(memory, memory_content(memory))
         if len(line) + 1 > remaining:
+            # Skipped, not a stop: one long memory must not crowd out all the shorter ones after it.
             continue
         lines.append(line)
         used_ids.append(memory.pk)

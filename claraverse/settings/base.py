@@ -501,3 +501,10 @@ TOOL_HTTP_MAX_RESPONSE_BYTES = env.int("TOOL_HTTP_MAX_RESPONSE_BYTES", default=1
 SMTP_TIMEOUT_SECONDS = env.float("SMTP_TIMEOUT_SECONDS", default=15.0)
 # Optional CA bundle for checking SMTP servers' certificates (a private CA).
 SMTP_CA_FILE = env.str("SMTP_CA_FILE", default="")
+
+# --- Memories and chat sync (CONTRACT §9) -----------------------------------------------------
+MEMORY_MAX_PER_USER = env.int("MEMORY_MAX_PER_USER", default=2000)
+# Approximate tokens of memories given to the model per chat turn (~4 characters a token).
+MEMORY_TOKEN_BUDGET = env.int("MEMORY_TOKEN_BUDGET", default=800)
+CHAT_SYNC_MAX_MESSAGES = env.int("CHAT_SYNC_MAX_MESSAGES", default=5000)
+CHAT_SYNC_MAX_MESSAGES_BYTES = env.int("CHAT_SYNC_MAX_MESSAGES_BYTES", default=1024 * 1024)

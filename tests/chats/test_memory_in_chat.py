@@ -1,5 +1,4 @@
-"""Memories in chat: given to the model in a system message, counted, skipped when archived or turned off,
-and stored by the `remember` tool when the model calls it (CONTRACT §9)."""
+"""Memories in chat: given to the model, counted, skipped when archived or off; the `remember` tool stores them."""
 
 import pytest
 from channels.db import database_sync_to_async
