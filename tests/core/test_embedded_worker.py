@@ -30,9 +30,8 @@ def in_memory_broker():
 
 
 def _forget_broker_connections():
-    # The app caches its producer pool per broker URL; drop it so the next send uses the broker set now.
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # The app caches its producer pool per broker URL; drop the reference (never close it: kombu shares
+    # the pools process-wide) so that the next send uses the broker configured now.
     app._pool = None
     app.amqp._producer_pool = None
 
