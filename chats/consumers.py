@@ -15,10 +15,10 @@ from django.db import close_old_connections
 from rest_framework import serializers
 
 from accounts.quotas import quota_consume
-from claraverse.errors import ApplicationError, validation_details
+from claraverse.errors import ApplicationError
 from claraverse.ids import new_id
 from claraverse.ratelimit import consume
-from claraverse.websocket import JsonFrameConsumer
+from claraverse.websocket import JsonFrameConsumer, validated_payload
 
 from .turns import ChatTurn, run_chat_turn
 
@@ -59,15 +59,6 @@ class ChatFrameSerializer(serializers.Serializer):
 
 class StopFrameSerializer(serializers.Serializer):
     conversation_id = serializers.CharField(max_length=200)
-
-
-def _validated(serializer_class, payload: dict) -> dict:
-    serializer = serializer_class(data=payload)
-    if not serializer.is_valid():
-        details = validation_details(serializer.errors)
-        field, messages = next(iter(details.items()))
-        raise ApplicationError("VALIDATION_ERROR", f"{field}: {messages[0]}", details=details)
-    return serializer.validated_data
 
 
 def resolve_turn(user, data: dict, conversation_id: str) -> ChatTurn:
@@ -134,7 +125,7 @@ class ChatConsumer(JsonFrameConsumer):
         return {"conversation_id": conversation_id} if isinstance(conversation_id, str) else {}
 
     async def on_chat(self, payload: dict) -> None:
-        data = _validated(ChatFrameSerializer, payload)
+        data = validated_payload(ChatFrameSerializer, payload)
         conversation_id = data.get("conversation_id") or new_id("chat")
         if conversation_id in self.generations:
             raise ApplicationError("CONFLICT", "This conversation is already generating; stop it or wait.")
@@ -188,7 +179,7 @@ class ChatConsumer(JsonFrameConsumer):
             del self.generations[conversation_id]
 
     async def on_stop(self, payload: dict) -> None:
-        conversation_id = _validated(StopFrameSerializer, payload)["conversation_id"]
+        conversation_id = validated_payload(StopFrameSerializer, payload)["conversation_id"]
         generation = self.generations.get(conversation_id)
         if generation is None:
             raise ApplicationError("NOT_FOUND", "No generation in progress for this conversation.")

@@ -28,6 +28,19 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_RATE_LIMITED = 4429
 
 
+def validated_payload(serializer_class, payload: dict) -> dict:
+    """Validate a frame's payload; a failure raises the VALIDATION_ERROR that becomes an `error` frame."""
+    from .errors import validation_details
+
+    serializer = serializer_class(data=payload)
+    if not serializer.is_valid():
+        details = validation_details(serializer.errors)
+        field, messages = next(iter(details.items()))
+        first = messages[0] if isinstance(messages, list) and messages else messages
+        raise ApplicationError("VALIDATION_ERROR", f"{field}: {first}", details=details)
+    return serializer.validated_data
+
+
 def user_group(user_id: str) -> str:
     """The channel-layer group every socket of one user joins."""
     return f"user.{user_id}"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from rest_framework import serializers
 
-from claraverse.errors import ApplicationError, validation_details
-from claraverse.websocket import JsonFrameConsumer
+from claraverse.websocket import JsonFrameConsumer, validated_payload
 
 from . import selectors, services
 from .events import execution_group
@@ -20,15 +19,6 @@ class ExecuteFrameSerializer(serializers.Serializer):
 
 class ExecutionFrameSerializer(serializers.Serializer):
     execution_id = serializers.CharField(max_length=64)
-
-
-def _validated(serializer_class, payload: dict) -> dict:
-    serializer = serializer_class(data=payload)
-    if not serializer.is_valid():
-        details = validation_details(serializer.errors)
-        field, messages = next(iter(details.items()))
-        raise ApplicationError("VALIDATION_ERROR", f"{field}: {messages[0]}", details=details)
-    return serializer.validated_data
 
 
 class WorkflowConsumer(JsonFrameConsumer):
@@ -59,7 +49,7 @@ class WorkflowConsumer(JsonFrameConsumer):
             await self.channel_layer.group_add(execution_group(execution_id), self.channel_name)
 
     async def on_execute(self, payload: dict) -> None:
-        data = _validated(ExecuteFrameSerializer, payload)
+        data = validated_payload(ExecuteFrameSerializer, payload)
         execution = await database_sync_to_async(self._create_execution)(data)
         # Join the group before the run is enqueued, so that no event can be missed.
         await self._follow(execution.id)
@@ -75,7 +65,7 @@ class WorkflowConsumer(JsonFrameConsumer):
         )
 
     async def on_subscribe(self, payload: dict) -> None:
-        execution_id = _validated(ExecutionFrameSerializer, payload)["execution_id"]
+        execution_id = validated_payload(ExecutionFrameSerializer, payload)["execution_id"]
         await database_sync_to_async(selectors.execution_get)(user=self.user, execution_id=execution_id)
         await self._follow(execution_id)
         events = await database_sync_to_async(selectors.execution_events)(
@@ -85,7 +75,7 @@ class WorkflowConsumer(JsonFrameConsumer):
             await self._send_event(execution_id, event.seq, event.type, event.payload)
 
     async def on_cancel(self, payload: dict) -> None:
-        execution_id = _validated(ExecutionFrameSerializer, payload)["execution_id"]
+        execution_id = validated_payload(ExecutionFrameSerializer, payload)["execution_id"]
         execution = await database_sync_to_async(selectors.execution_get)(user=self.user, execution_id=execution_id)
         # Follow first, so that the execution_complete the cancellation causes reaches this socket.
         await self._follow(execution_id)
