@@ -152,10 +152,8 @@ class Message:
 
 
 def parse_message(raw: Any) -> Message | None:
-    """A request or notification; None for a response (we send no requests, so there is none to match).
-
-    Raises RpcError (-32600, or -32602 for params that are an array) for anything else.
-    """
+    """A request or notification, None for a response, RpcError (-32600, -32602) for anything else."""
+    # Responses are dropped: we send no requests, so there is nothing for one to answer.
     if not isinstance(raw, dict):
         raise RpcError(INVALID_REQUEST, "A message must be a JSON object.")
     request_id = raw.get("id")
@@ -290,11 +288,9 @@ def decode_cursor(cursor: Any) -> tuple[int, str]:
 def tools_page(
     tools: list[OfferedTool], cursor: str | None, page_size: int = TOOLS_PAGE_SIZE
 ) -> tuple[list[OfferedTool], str | None]:
-    """One page of `tools` after `cursor`, and the cursor of the next page (None on the last one).
-
-    The cursor is a position in the sort order, not an offset, so that tools added or removed
-    between two pages neither repeat nor hide the others.
-    """
+    """One page of `tools` after `cursor`, and the cursor of the next page (None on the last one)."""
+    # A position in the sort order, not an offset: tools added or removed between two pages
+    # neither repeat nor hide the others.
     remaining = tools if cursor is None else [tool for tool in tools if tool.sort_key > decode_cursor(cursor)]
     page = remaining[:page_size]
     next_cursor = encode_cursor(page[-1].sort_key) if len(remaining) > page_size else None
