@@ -93,6 +93,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "switch_interval_ms": sys.getswitchinterval() * 1000,
+        "load_average": [round(load, 2) for load in os.getloadavg()],  # other work competing for the cores
     }
 
 
@@ -170,17 +171,46 @@ class ProductionServices:
     postgres_admin_url: str = f"postgresql://postgres@{LOOPBACK}:5432/postgres"
     redis_url: str = f"redis://{LOOPBACK}:6379/15"
     database: str = field(default_factory=lambda: f"bench_{secrets.token_hex(6)}")
+    # Empty the Redis database of `redis_url` on entry and exit: only for an index no one else uses.
+    flush_redis: bool = False
 
     @property
     def database_url(self) -> str:
         """The DATABASE_URL of the fresh database."""
         return self.postgres_admin_url.rsplit("/", 1)[0] + "/" + self.database
 
+    def connect(self) -> Any:
+        """A new autocommit psycopg connection to the fresh database (the benchmark's own reads)."""
+        import psycopg
+
+        return psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+
+    def redis(self) -> Any:
+        """A redis-py client of `redis_url`."""
+        import redis
+
+        return redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+    def _flush_redis(self) -> None:
+        client = self.redis()
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
     def __enter__(self) -> ProductionServices:
         import psycopg
 
-        with psycopg.connect(self.postgres_admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{self.database}"')
+        if self.flush_redis:
+            try:
+                self._flush_redis()
+            except Exception as exc:
+                raise BenchError(f"Redis at {self.redis_url} is not usable: {exc}") from exc
+        try:
+            with psycopg.connect(self.postgres_admin_url, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+        except psycopg.Error as exc:
+            raise BenchError(f"PostgreSQL at {self.postgres_admin_url} is not usable: {exc}") from exc
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -191,6 +221,9 @@ class ProductionServices:
             psycopg.connect(self.postgres_admin_url, autocommit=True, connect_timeout=5) as conn,
         ):
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        if self.flush_redis:
+            with contextlib.suppress(Exception):
+                self._flush_redis()
 
 
 class ServerProcess:
@@ -207,7 +240,9 @@ class ServerProcess:
         services: ProductionServices | None = None,
         admin_email: str = ADMIN_EMAIL,
         start_timeout: float = 180,
+        daphne: bool = False,
     ):
+        self.daphne = daphne  # serve with `daphne claraverse.asgi:application`, as docker-compose's web does
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(18)
         self.extra_env = extra_env or {}
@@ -291,7 +326,7 @@ class ServerProcess:
         self._manage("migrate", "--noinput", timeout=self.start_timeout)
         self._manage("createsuperuser", "--noinput", "--email", self.admin_email, timeout=60)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--host", LOOPBACK, "--port", str(self.port)],
+            self.serve_argv(),
             cwd=REPO_DIR,
             env=self.env_vars,
             stdout=self._log_file,
@@ -300,6 +335,18 @@ class ServerProcess:
         )
         self.wait_healthy(timeout=max(10.0, self.start_timeout - (time.monotonic() - started)))
         return self
+
+    def serve_argv(self) -> list[str]:
+        """The web server's command line: `manage.py serve`, or plain daphne (no embedded worker, no access log)."""
+        if self.daphne:
+            return [sys.executable, "-m", "daphne", "-b", LOOPBACK, "-p", str(self.port), "claraverse.asgi:application"]
+        return [sys.executable, "manage.py", "serve", "--host", LOOPBACK, "--port", str(self.port)]
+
+    def manage(self, *args: str, timeout: float) -> None:
+        """Run one management command (e.g. `shell -c <code>`) with the server's environment; output to the log."""
+        if self._log_file is None:
+            self._log_file = self.log_path.open("a")
+        self._manage(*args, timeout=timeout)
 
     def wait_healthy(self, timeout: float) -> None:
         """Poll GET /health until it answers 200; BenchError if the process dies or time runs out."""
@@ -384,6 +431,321 @@ class ServerProcess:
         )
 
 
+# --- A production-like deployment: PostgreSQL, Redis, daphne, Celery workers and beats ---------------
+
+
+def process_group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system, all threads, reaped children included) of every process in a process group."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / ticks
+
+
+def processes_cpu_seconds(match: Any) -> float:
+    """CPU seconds (user + system, reaped children included) of every process whose command line satisfies `match`.
+
+    Processes that ended before the call are not counted: read it around a phase for long-lived processes
+    (pooled PostgreSQL backends, redis-server).
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not match(cmdline):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / ticks
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """The ids of the processes still in a process group."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over cores, from /proc/stat."""
+    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(values[:8]) - idle) / ticks, sum(values[:8]) / ticks
+
+
+class BackgroundProcess:
+    """A long-running child (a Celery worker or beat) in its own process group, its output in a log file.
+
+    `stop()` terminates the whole group (Celery's prefork children included), then kills what is left.
+    """
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def pid(self) -> int:
+        """The process id (also its process group id)."""
+        assert self.process is not None, f"start {self.name} first"
+        return self.process.pid
+
+    def start(self) -> BackgroundProcess:
+        """Start the process in a new session, its output appended to the log."""
+        self._log_file = self.log_path.open("a")
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=REPO_DIR,
+            env=self.env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_for_log(self, needle: str, timeout: float) -> None:
+        """Wait until `needle` appears in the log; BenchError if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise BenchError(f"{self.name} exited with {self.process.returncode}; log:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise BenchError(f"{self.name} did not log {needle!r} within {timeout:.0f} s; log:\n{self.log_tail()}")
+
+    def signal_group(self, signum: int) -> None:
+        """Send a signal to the whole process group (SIGSTOP/SIGCONT pause and resume it)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the whole process group."""
+        return process_group_cpu_seconds(self.pid)
+
+    def stop(self, timeout: float = 15) -> None:
+        """Terminate the process group (SIGKILL after `timeout` seconds); idempotent."""
+        if self.process is not None:
+            self.signal_group(signal.SIGCONT)  # a paused group could not act on SIGTERM
+            self.signal_group(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=timeout)
+            # Whatever survived (a stuck leader, orphaned prefork children) goes now. While any member is left
+            # the group id cannot have been reused, so this reaches only our own processes.
+            if self.process.poll() is None or process_group_members(self.process.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_text(self) -> str:
+        """The whole log so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the log."""
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How the Celery workers of a deployment run."""
+
+    workers: int = 2
+    concurrency: int = 4
+    pool: str = "prefork"  # or "threads"
+
+    def describe(self) -> str:
+        """`2 x prefork/4`."""
+        return f"{self.workers} x {self.pool}/{self.concurrency}"
+
+
+class ProductionDeployment:
+    """The production layout of docker-compose.yml on loopback, started and torn down by a benchmark.
+
+    A fresh PostgreSQL database and an emptied Redis database (its own index), `migrate`, the web server as plain
+    daphne (`EMBEDDED_WORKER=false`), `workers.workers` Celery workers and `beats` Celery beats, every process in
+    its own process group with its own log. Use as a context manager: on exit everything is stopped, the database
+    dropped and the Redis database emptied, whatever happened.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis_db: int,
+        workers: WorkerConfig,
+        beats: int = 0,
+        extra_env: dict[str, str] | None = None,
+        worker_loglevel: str = "INFO",
+        start_timeout: float = 180,
+    ):
+        self.workers_config = workers
+        self.beat_count = beats
+        self.worker_loglevel = worker_loglevel
+        self.start_timeout = start_timeout
+        self.services = ProductionServices(redis_url=f"redis://{LOOPBACK}:6379/{redis_db}", flush_redis=True)
+        env = {
+            "EMBEDDED_WORKER": "false",
+            "QUOTA_FREE_EXECUTIONS_PER_DAY": "10000000",
+            "QUOTA_PRO_EXECUTIONS_PER_DAY": "10000000",
+            "QUOTA_ENTERPRISE_EXECUTIONS_PER_DAY": "10000000",
+            "RATE_LIMIT_IMAGE_PROXY": HIGH_RATE_LIMIT,
+            **(extra_env or {}),
+        }
+        self.server = ServerProcess(extra_env=env, services=self.services, daphne=True, start_timeout=start_timeout)
+        self.workers: list[BackgroundProcess] = []
+        self.beats: list[BackgroundProcess] = []
+        self._stack = contextlib.ExitStack()
+
+    @property
+    def tmp(self) -> Path:
+        """The deployment's temporary directory (logs, DATA_DIR, beat pid files)."""
+        return self.server.tmp
+
+    def _celery(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "claraverse", *args]
+
+    def __enter__(self) -> ProductionDeployment:
+        try:
+            self._stack.enter_context(self.services)
+            self._stack.enter_context(self.server)  # migrates, then serves
+            config = self.workers_config
+            for index in range(1, config.workers + 1):
+                argv = self._celery(
+                    "worker",
+                    "--loglevel",
+                    self.worker_loglevel,
+                    "--pool",
+                    config.pool,
+                    "--concurrency",
+                    str(config.concurrency),
+                    "--hostname",
+                    f"bench-worker{index}@%h",
+                )
+                worker = BackgroundProcess(
+                    f"worker{index}", argv, env=self.server.env_vars, log_path=self.tmp / f"worker{index}.log"
+                )
+                self.workers.append(worker)
+                self._stack.callback(worker.stop)
+                worker.start()
+            for index in range(1, self.beat_count + 1):
+                argv = self._celery(
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--pidfile",
+                    str(self.tmp / f"beat{index}.pid"),
+                    "--schedule",
+                    str(self.tmp / f"beat{index}-schedule"),
+                )
+                beat_process = BackgroundProcess(
+                    f"beat{index}", argv, env=self.server.env_vars, log_path=self.tmp / f"beat{index}.log"
+                )
+                self.beats.append(beat_process)
+                self._stack.callback(beat_process.stop)
+                beat_process.start()
+            for worker in self.workers:
+                worker.wait_for_log(" ready.", timeout=self.start_timeout)
+            for beat_process in self.beats:
+                beat_process.wait_for_log("beat: Starting...", timeout=self.start_timeout)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()  # beats, workers, web, then the database and Redis
+
+    def pause_workers(self) -> None:
+        """SIGSTOP every worker's process group: messages queue up in Redis meanwhile."""
+        for worker in self.workers:
+            worker.signal_group(signal.SIGSTOP)
+
+    def resume_workers(self) -> None:
+        """SIGCONT every worker's process group."""
+        for worker in self.workers:
+            worker.signal_group(signal.SIGCONT)
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        """CPU seconds so far: web, workers (all groups), beats, this database's PostgreSQL backends, redis-server
+        (shared with anyone else using it), this benchmark process, and the machine's busy and total seconds."""
+        import resource
+
+        busy, total = machine_cpu_seconds()
+        backend = f" {self.services.database} "
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "web": process_group_cpu_seconds(self.server.pid),
+            "workers": sum(worker.cpu_seconds() for worker in self.workers),
+            "beats": sum(beat_process.cpu_seconds() for beat_process in self.beats),
+            "postgres": processes_cpu_seconds(lambda cmd: cmd.startswith("postgres: ") and backend in cmd),
+            "redis": processes_cpu_seconds(lambda cmd: cmd.startswith("redis-server")),
+            "client": own.ru_utime + own.ru_stime,
+            "machine_busy": busy,
+            "machine_total": total,
+        }
+
+    def shell(self, code: str, *, timeout: float) -> None:
+        """Run Python code with `manage.py shell -c` under the deployment's settings (its output goes to the log)."""
+        self.server.manage("shell", "-c", code, timeout=timeout)
+
+    def logs_tail(self, lines: int = 30) -> str:
+        """The last lines of every process's log, for a failure report."""
+        parts = [f"--- web\n{self.server.log_tail(lines)}"]
+        parts += [f"--- {process.name}\n{process.log_tail(lines)}" for process in self.workers + self.beats]
+        return "\n".join(parts)
+
+
+def cpu_usage(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    """CPU used between two `cpu_snapshot`s: seconds per role, milliseconds per item, and cores busy on average."""
+    used = {name: after[name] - before[name] for name in before}
+    wall_cores = used.pop("machine_total")
+    machine = used.pop("machine_busy")
+    cores = os.cpu_count() or 1
+    elapsed = wall_cores / cores
+    other = max(0.0, machine - sum(used.values()))  # the kernel, other PostgreSQL processes, other users
+    result: dict[str, float] = {"elapsed_s": round(elapsed, 3), "machine_busy_fraction": round(machine / wall_cores, 3)}
+    for name, seconds in [*used.items(), ("other", other), ("machine", machine)]:
+        result[f"{name}_cpu_s"] = round(seconds, 3)
+        result[f"{name}_cpu_ms_per_item"] = round(seconds * 1000 / max(1, count), 3)
+    return result
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into SystemExit so that context managers stop the deployment and drop the database."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 # --- Reporting ------------------------------------------------------------------------------------
 
 
@@ -394,14 +756,20 @@ class Figure:
     name: str
     value: float | int | str
     unit: str = ""
-    target: float | None = None  # the value must stay below this
+    target: float | None = None  # the value must stay below this (or compare as `comparison` says)
+    comparison: str = "<"  # how the value must compare with the target: one of COMPARISONS
 
     @property
     def verdict(self) -> str:
         """`pass` or `miss` against the target; empty when the figure has none."""
         if self.target is None or not isinstance(self.value, int | float) or math.isnan(self.value):
             return ""
-        return "pass" if self.value < self.target else "miss"
+        return "pass" if COMPARISONS[self.comparison](self.value, self.target) else "miss"
+
+    @property
+    def target_text(self) -> str:
+        """The target as printed, e.g. `< 5`, `>= 150`; empty without a target."""
+        return f"{self.comparison} {self.target:g}" if self.target is not None else ""
 
     def as_dict(self) -> dict[str, Any]:
         """The row as JSON."""
@@ -409,9 +777,17 @@ class Figure:
             "figure": self.name,
             "value": self.value,
             "unit": self.unit,
-            "target": f"< {self.target:g}" if self.target is not None else None,
+            "target": self.target_text or None,
             "verdict": self.verdict or None,
         }
+
+
+COMPARISONS = {
+    "<": lambda value, target: value < target,
+    "<=": lambda value, target: value <= target,
+    ">=": lambda value, target: value >= target,
+    "==": lambda value, target: value == target,
+}
 
 
 def _cell(value: Any) -> str:
@@ -427,7 +803,7 @@ def format_table(figures: Iterable[Figure]) -> str:
     rows = [("figure", "value", "target", "verdict")]
     for figure in figures:
         value = f"{_cell(figure.value)} {figure.unit}".rstrip()
-        target = f"< {figure.target:g} {figure.unit}".rstrip() if figure.target is not None else ""
+        target = f"{figure.target_text} {figure.unit}".rstrip() if figure.target is not None else ""
         rows.append((figure.name, value, target, figure.verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = []
