@@ -131,11 +131,14 @@ def trigger_agent(
     try:
         with transaction.atomic():
             execution = execution_create(
-                user=key.user, agent=agent, trigger=ExecutionTrigger.API, input=input, enqueue=False
+                user=key.user,
+                agent=agent,
+                trigger=ExecutionTrigger.API,
+                input=input,
+                enqueue=False,
+                api_key=key,
+                webhook_url=webhook_url or "",
             )
-            execution.api_key = key
-            execution.webhook_url = webhook_url or ""
-            execution.save(update_fields=["api_key", "webhook_url"])
             response = _accepted(execution)
             if idempotency_key:
                 # The unique row makes concurrent retries with one key wait here and then lose.

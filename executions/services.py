@@ -55,7 +55,15 @@ def execution_enqueue_now(*, execution_id: str) -> None:
 
 @transaction.atomic
 def execution_create(
-    *, user, agent, trigger: str, input: Any = None, parent: Execution | None = None, enqueue: bool = True
+    *,
+    user,
+    agent,
+    trigger: str,
+    input: Any = None,
+    parent: Execution | None = None,
+    enqueue: bool = True,
+    api_key=None,
+    webhook_url: str = "",
 ) -> Execution:
     """Record a pending execution of the agent's current workflow version and (by default) enqueue it."""
     from accounts.quotas import quota_consume
@@ -71,6 +79,8 @@ def execution_create(
         workflow_version=workflow_for_agent(agent=agent).version,
         parent=parent,
         depth=(parent.depth + 1) if parent else 0,
+        api_key=api_key,
+        webhook_url=webhook_url or "",
     )
     if enqueue:
         execution_enqueue(execution_id=execution.id)
