@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from accounts.models import Tier, User
 from claraverse.pagination import PageParamsSerializer
+from claraverse.serializers import StrictInputSerializer
 
 
 class AdminUserRowSerializer(serializers.ModelSerializer):
@@ -37,17 +38,16 @@ class UserListParamsSerializer(PageParamsSerializer):
     tier = serializers.ChoiceField(choices=Tier.choices, required=False)
 
 
-class OverridesSerializer(serializers.Serializer):
+class OverridesSerializer(StrictInputSerializer):
     """Partial: the limits sent replace the tier's value; null removes that override."""
 
     messages_per_day = serializers.IntegerField(min_value=0, max_value=10_000_000, required=False, allow_null=True)
     executions_per_day = serializers.IntegerField(min_value=0, max_value=10_000_000, required=False, allow_null=True)
     storage_mb = serializers.IntegerField(min_value=0, max_value=100_000_000, required=False, allow_null=True)
 
+    unknown_field_message = "Unknown limit."
+
     def to_internal_value(self, data):
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown limit."] for name in unknown})
         values = super().to_internal_value(data)
         if not values:
             raise serializers.ValidationError({"body": ["Give at least one limit."]})

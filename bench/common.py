@@ -737,6 +737,15 @@ def cpu_usage(before: dict[str, float], after: dict[str, float], count: int) -> 
     return result
 
 
+def add_worker_arguments(parser: Any) -> None:
+    """The worker options every production-like benchmark takes."""
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    # threads/8 drained the most on 2 cores: prefork adds parent<->child IPC and a process per slot (bench/README.md).
+    parser.add_argument("--concurrency", type=int, default=8, help="--concurrency of each worker")
+    parser.add_argument("--pool", choices=["prefork", "threads", "solo"], default="threads", help="worker pool")
+    parser.add_argument("--worker-loglevel", default="INFO", help="workers' --loglevel (docker-compose uses INFO)")
+
+
 def install_sigterm_handler() -> None:
     """Turn SIGTERM into SystemExit so that context managers stop the deployment and drop the database."""
 

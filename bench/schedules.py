@@ -21,6 +21,7 @@ from bench.common import (
     Figure,
     ProductionDeployment,
     WorkerConfig,
+    add_worker_arguments,
     cpu_usage,
     format_table,
     install_sigterm_handler,
@@ -259,10 +260,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.schedules", description=__doc__.split("\n\n")[0])
     parser.add_argument("--schedules", type=int, default=1000, help="agents with a `* * * * *` schedule")
     parser.add_argument("--beats", type=int, default=2, help="Celery beat processes (2 proves no double firing)")
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--concurrency", type=int, default=8, help="--concurrency of each worker")
-    parser.add_argument("--pool", choices=["prefork", "threads", "solo"], default="threads", help="worker pool")
-    parser.add_argument("--worker-loglevel", default="INFO", help="workers' --loglevel (docker-compose uses INFO)")
+    add_worker_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -24,6 +24,7 @@ from bench.common import (
     Figure,
     ProductionDeployment,
     WorkerConfig,
+    add_worker_arguments,
     api,
     cpu_usage,
     format_table,
@@ -373,11 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-triggers", type=int, default=2000, help="triggers of the latency phase")
     parser.add_argument("--executions", type=int, default=1000, help="triggers of the throughput phase")
     parser.add_argument("--backlog", type=int, default=1000, help="triggers queued with the workers paused (0: skip)")
-    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    # threads/8 drained the most on 2 cores: prefork adds parent<->child IPC and a process per slot (bench/README.md).
-    parser.add_argument("--concurrency", type=int, default=8, help="--concurrency of each worker")
-    parser.add_argument("--pool", choices=["prefork", "threads", "solo"], default="threads", help="worker pool")
-    parser.add_argument("--worker-loglevel", default="INFO", help="workers' --loglevel (docker-compose uses INFO)")
+    add_worker_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -10,11 +10,13 @@ class StrictInputSerializer(serializers.Serializer):
     made; a 400 naming the field is clearer.
     """
 
+    unknown_field_message = "Unknown or read-only field."
+
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
+                raise serializers.ValidationError({name: [self.unknown_field_message] for name in unknown})
         return super().to_internal_value(data)
 
 

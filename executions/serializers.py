@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from claraverse.pagination import PageParamsSerializer
+from claraverse.serializers import StrictInputSerializer
 
 from .models import Execution, ExecutionStatus, ExecutionTrigger
 
@@ -105,17 +106,11 @@ class ScheduleSerializer(serializers.Serializer):
         return isoformat_z(next_run_at(schedule))
 
 
-class ScheduleUpdateSerializer(serializers.Serializer):
+class ScheduleUpdateSerializer(StrictInputSerializer):
     cron = serializers.CharField(max_length=120, required=False)
     timezone = serializers.CharField(max_length=64, required=False)
     enabled = serializers.BooleanField(required=False)
     input = serializers.JSONField(required=False)
-
-    def to_internal_value(self, data):
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class ScheduleCreateSerializer(ScheduleUpdateSerializer):
