@@ -13,6 +13,7 @@ thread does later (a loop body still finishing, a late result) never reaches eve
 from __future__ import annotations
 
 import copy
+import heapq
 import json
 import logging
 import queue
@@ -42,6 +43,10 @@ from .types import (
 logger = logging.getLogger("claraverse.workflows.engine")
 
 BUILTIN_TYPES = frozenset({*BUILTIN_RUNNERS, "loop"})
+# Built-in types that only compute from their inputs, quickly and without blocking: without a timeout
+# their attempts run in the calling thread (a thread per attempt exists to enforce timeouts and to
+# abandon a runner on cancellation, neither of which can matter here).
+INSTANT_TYPES = frozenset({"trigger", "condition", "switch", "transform", "output"})
 _MISSING = object()
 _LOOP_EDGE = "\x00loop"  # stands for the edge from a loop node into its body when counting parents
 _MAX_ERROR_CHARS = 2000
@@ -165,12 +170,24 @@ class _Level:
         ids = self.graph.level(owner)
         edges = self.graph.level_edges(owner)
         self.order = topological_order(ids, [(e.source, e.target) for e in edges])
+        self.position = {node_id: index for index, node_id in enumerate(self.order)}
         self.incoming: dict[str, list[EdgeSpec]] = {node_id: [] for node_id in ids}
+        self.children: dict[str, list[str]] = {node_id: [] for node_id in ids}
         self.has_children: set[str] = set()
         for edge in edges:
             self.incoming[edge.target].append(edge)
+            self.children[edge.source].append(edge.target)
             self.has_children.add(edge.source)
         self.status: dict[str, str] = dict.fromkeys(ids, "pending")
+        # Readiness is decided incrementally: a pending node is looked at once, when the last of its parents
+        # settles (see `_settled`), so scheduling stays linear in the size of the graph.
+        self.unsettled_parents: dict[str, int] = {node_id: len(self.incoming[node_id]) for node_id in ids}
+        self.undecided: list[tuple[int, str]] = [
+            (index, node_id) for index, node_id in enumerate(self.order) if not self.incoming[node_id]
+        ]
+        self.undecided_ids: set[str] = {node_id for _, node_id in self.undecided}  # what the heap holds
+        self.ready: list[tuple[int, str]] = []  # heap by topological position: earlier nodes start first
+        self.ready_prev: dict[str, Any] = {}
         self.chosen: dict[str, str | None] = {}
         self.finished: list[str] = []  # nodes with an output, in the order they finished
         self.running = 0
@@ -211,18 +228,36 @@ class _Level:
             return "run", self.scope.item
         return "run", self.scope.outputs.get(source)
 
-    def _advance(self) -> list[tuple[str, Any]]:
-        """Skip what can no longer run (cascading, thanks to the topological order); list what can start."""
-        ready = []
-        for node_id in self.order:
-            if self.status[node_id] != "pending":
+    def _advance(self) -> None:
+        """Skip what can no longer run (cascading) and queue in `ready` what can start."""
+        # Children come after their parents in the topological order, so a skip cascades within this loop,
+        # in the same order as a full pass over the graph would take.
+        while self.undecided:
+            _, node_id = heapq.heappop(self.undecided)
+            self.undecided_ids.discard(node_id)
+            if self.status[node_id] != "pending" or node_id in self.ready_prev:
                 continue
             decision, prev = self._decide(node_id)
             if decision == "skip":
-                self._finish_unrun(node_id, "skipped")
+                self._finish_unrun(node_id, "skipped")  # its children become undecided
             elif decision == "run":
-                ready.append((node_id, prev))
-        return ready
+                self.ready_prev[node_id] = prev
+                heapq.heappush(self.ready, (self.position[node_id], node_id))
+
+    def _next_ready(self) -> tuple[str, Any] | None:
+        """The earliest (in topological order) node that can start, taken off the ready queue."""
+        if not self.ready:
+            return None
+        _, node_id = heapq.heappop(self.ready)
+        return node_id, self.ready_prev.pop(node_id)
+
+    def _settled(self, node_id: str) -> None:
+        """A node got its final status: its children may now be decided."""
+        for child in self.children[node_id]:  # once per edge: a parent may have several edges to one child
+            self.unsettled_parents[child] -= 1
+            if self.unsettled_parents[child] == 0 and child not in self.undecided_ids:
+                self.undecided_ids.add(child)
+                heapq.heappush(self.undecided, (self.position[child], child))
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -232,6 +267,7 @@ class _Level:
         node_id = outcome.node_id
         spec = self.graph.by_id[node_id]
         self.status[node_id] = outcome.status
+        self._settled(node_id)
         has_output = outcome.status == "completed" or (outcome.status == "failed" and spec.on_error == "continue")
         if has_output:
             self.scope.outputs[node_id] = outcome.output
@@ -280,10 +316,11 @@ class _Level:
                 self._stop("cancelled")
             if self.stop_reason:
                 return
-            ready = self._advance()
-            if not ready:
+            self._advance()
+            next_node = self._next_ready()
+            if next_node is None:
                 return
-            node_id, prev = ready[0]
+            node_id, prev = next_node
             self.status[node_id] = "running"
             self._on_done(self._run_node(node_id, prev, self._template_context(prev)))
 
@@ -295,9 +332,9 @@ class _Level:
                 if self.token.is_cancelled():
                     self._stop("cancelled")
                 if not self.stop_reason:
-                    for node_id, prev in self._advance():
-                        if self.running >= limit:
-                            break
+                    self._advance()
+                    while self.running < limit and (next_node := self._next_ready()) is not None:
+                        node_id, prev = next_node
                         self.status[node_id] = "running"
                         self.running += 1
                         # The snapshot is taken here, in the scheduling thread that owns `scope.outputs`.
@@ -372,6 +409,7 @@ class _Level:
     def _finish_unrun(self, node_id: str, status: str) -> None:
         """Give a node that never started its final status ("skipped" or "cancelled"); scheduling thread."""
         self.status[node_id] = status
+        self._settled(node_id)
         self._report_unrun(node_id, status)
 
     def _report_unrun(self, node_id: str, status: str) -> None:
@@ -489,6 +527,15 @@ class _Level:
         )
         call._gate = gate  # the loop runner schedules its body behind the gate of its attempt
         box: dict[str, Any] = {}
+        if spec.type in INSTANT_TYPES and deadline is None:
+            try:
+                try:
+                    box["value"] = runner(call)
+                except Exception as exc:
+                    box["error"] = exc
+                return self._settle(box, token)
+            finally:
+                token.detach()
         done, wake = threading.Event(), threading.Event()
         cleanup = self.run.engine.thread_cleanup
 
