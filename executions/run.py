@@ -51,6 +51,7 @@ def _finish(
     duration_ms: int,
     node_results: list,
 ) -> Execution:
+    recorder.flush()  # every node event is stored before the row says the execution ended
     execution.status = status
     execution.output = output
     execution.error = error or ""
@@ -61,6 +62,7 @@ def _finish(
     recorder.record(
         "execution_complete", {"status": status, "output": output, "error": error, "duration_ms": duration_ms}
     )
+    recorder.flush()  # stored before the task returns: a replay after the end always has the end
     webhook_schedule(execution)
     return execution
 
@@ -75,7 +77,7 @@ def execute_execution(*, execution_id: str, cancel_token: CancelToken | None = N
     if not claimed:
         return None
     execution = Execution.objects.select_related("user").get(pk=execution_id)
-    recorder = EventRecorder(execution_id)
+    recorder = EventRecorder(execution_id, background=True)
     began = time.monotonic()
     try:
         from agents.models import Agent

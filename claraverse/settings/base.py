@@ -184,6 +184,9 @@ CELERY_TIMEZONE = "UTC"
 # In the embedded mode `manage.py serve` runs the worker and beat as threads of the web process.
 EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=not REDIS_URL)
 EMBEDDED_WORKER_CONCURRENCY = env.int("EMBEDDED_WORKER_CONCURRENCY", default=4)
+# Threads of each web process that run HTTP requests (views are synchronous); each may hold one
+# database connection while it serves a request, so keep it below DATABASE_POOL_MAX_SIZE.
+WEB_THREADS = env.int("WEB_THREADS", default=8)
 
 # --- Auth ----------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -452,6 +455,9 @@ EXECUTION_RETENTION_DAYS = env.int("EXECUTION_RETENTION_DAYS", default=30)
 EXECUTION_STALE_SECONDS = env.int("EXECUTION_STALE_SECONDS", default=90)
 # A pending execution not picked up for this long is enqueued again (lost broker message).
 EXECUTION_REQUEUE_SECONDS = env.int("EXECUTION_REQUEUE_SECONDS", default=120)
+# A running execution's node events are stored and published by a background thread of the worker
+# in batches (one commit for many events) instead of one write per event in the engine's path.
+EXECUTION_EVENTS_IN_BACKGROUND = env.bool("EXECUTION_EVENTS_IN_BACKGROUND", default=True)
 # How often a worker heartbeats a running execution.
 EXECUTION_HEARTBEAT_SECONDS = env.float("EXECUTION_HEARTBEAT_SECONDS", default=10.0)
 

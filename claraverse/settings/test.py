@@ -36,6 +36,9 @@ if REDIS_URL:
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 - whitenoise warns when it is missing
 CELERY_TASK_ALWAYS_EAGER = True
+# Eager executions run inside the test's transaction, which a writer thread's own connection cannot
+# see; tests/executions/test_event_writer.py covers the background writer with committed rows.
+EXECUTION_EVENTS_IN_BACKGROUND = False
 CELERY_TASK_EAGER_PROPAGATES = True
 EMBEDDED_WORKER = False
 ALLOWED_HOSTS = ["*"]

@@ -82,8 +82,11 @@ def server_environment(data_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def start_live_server(data_dir: Path, *, timeout: float = 60.0, **overrides: str) -> LiveServer:
-    """Migrate, create the admin and serve on a free port; returns once /health answers."""
+def start_live_server(
+    data_dir: Path, *, timeout: float = 60.0, serve_args: tuple[str, ...] = (), **overrides: str
+) -> LiveServer:
+    """Migrate, create the admin and serve on a free port (`manage.py serve` plus `serve_args`); returns once
+    /health answers."""
     env = server_environment(data_dir, **overrides)
     manage = [sys.executable, str(PROJECT_ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True, cwd=PROJECT_ROOT)
@@ -98,7 +101,7 @@ def start_live_server(data_dir: Path, *, timeout: float = 60.0, **overrides: str
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*manage, "serve", "--port", str(port)],
+            [*manage, "serve", "--port", str(port), *serve_args],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=log,
