@@ -94,6 +94,20 @@ def resolve_turn(user, data: dict, conversation_id: str) -> ChatTurn:
     )
 
 
+def _coalesced(chunk: dict, pending: collections.deque) -> dict:
+    """`chunk` with the text of the stream chunks queued right behind it appended (taken off the queue).
+
+    Only when the socket falls behind the provider do chunks queue up; sending them as one frame then
+    lets it catch up instead of falling further behind. Clients append `content` either way.
+    """
+    if not pending or pending[0][0] != "stream" or pending[0][1].get("done"):
+        return chunk
+    parts = [chunk["content"]]
+    while pending and pending[0][0] == "stream" and not pending[0][1].get("done"):
+        parts.append(pending.popleft()[1]["content"])
+    return {**chunk, "content": "".join(parts)}
+
+
 def _run_in_thread(user, data: dict, conversation_id: str, emit, stop_event: threading.Event) -> None:
     """Resolve and run one turn; every failure becomes an `error` frame. Always ends with _DONE."""
     close_old_connections()
@@ -165,6 +179,8 @@ class ChatConsumer(JsonFrameConsumer):
                         # Free the conversation before the client can read its last frame and send
                         # the next message, which would otherwise race into a CONFLICT.
                         self._release(conversation_id)
+                    elif frame_type == "stream":
+                        frame_payload = _coalesced(frame_payload, pending)
                     await self.send_frame(frame_type, frame_payload)
                 if not finished:
                     await wake.wait()

@@ -13,6 +13,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -63,6 +64,14 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
     frame_handlers: dict[str, str] = {"ping": "on_ping"}
 
     user = None
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        # Every streamed chunk is encoded here: orjson takes a fraction of json.dumps's time (bench.chat_ws).
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits (a tool's result): the slow path
+            return json.dumps(content)
 
     async def connect(self):
         await self.accept()

@@ -59,8 +59,24 @@ def chat(conversation_id="conv_1", message="Hello, how are you?", **extra) -> di
     }
 
 
+async def test_chunks_queued_behind_a_busy_socket_are_sent_as_one_frame(llm_server, chat_model, token):
+    llm_server.enqueue(Reply(text="".join(f"piece {index}. " for index in range(200)), chunks=200))
+    communicator = await open_socket(token)
+    await communicator.send_json_to(chat())
+    frames = await frames_until_done(communicator)
+    chunks = [f["payload"]["content"] for f in frames[:-1]]
+    assert "".join(chunks) == "".join(f"piece {index}. " for index in range(200))
+    assert all(frame["payload"]["done"] is False for frame in frames[:-1]) and frames[-1]["payload"]["done"]
+    assert len(chunks) < 200  # sent back to back by the provider, they queued up and were merged
+    await communicator.disconnect()
+
+
 async def test_streams_chunks_then_a_final_frame_with_usage(llm_server, chat_model, token, user):
-    llm_server.enqueue(Reply(text="Hello! I'm fine, thanks.", chunks=3, prompt_tokens=150, completion_tokens=200))
+    # Chunks 50 ms apart each get their own frame (chunks queued behind a busy socket would be merged).
+    reply = Reply(
+        text="Hello! I'm fine, thanks.", chunks=3, chunk_interval=0.05, prompt_tokens=150, completion_tokens=200
+    )
+    llm_server.enqueue(reply)
     communicator = await open_socket(token)
     await communicator.send_json_to(chat())
     frames = await frames_until_done(communicator)
