@@ -50,12 +50,11 @@ check-migrations: install-dev
 schema: install-dev
 	DJANGO_SETTINGS_MODULE=claraverse.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-## Benchmarks in bench/ (figures and ratios; never part of the tests). trigger and schedules need
-## PostgreSQL and Redis on 127.0.0.1.
+## Every benchmark in bench/ against a production-like deployment each starts itself (PostgreSQL and
+## Redis on 127.0.0.1): one table of figures with targets, saved as JSON in bench/results/. Never
+## part of the tests.
 bench: install-dev
-	$(BIN)/python -m bench.chat_ws
-	$(BIN)/python -m bench.trigger
-	$(BIN)/python -m bench.schedules
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -265,7 +265,8 @@ async def benchmark(args: argparse.Namespace) -> dict:
         services = stack.enter_context(ProductionServices()) if args.production else None
         provider = stack.enter_context(StampingProvider(script))
         print(f"provider on {provider.base_url()}; starting the server ...", flush=True)
-        server = stack.enter_context(ServerProcess(extra_env=extra_env, services=services))
+        web_processes = args.web_processes if args.production else None
+        server = stack.enter_context(ServerProcess(extra_env=extra_env, services=services, web_processes=web_processes))
         print(f"server on {server.base_url} (pid {server.pid})", flush=True)
         admin = server.admin_token()
         server.add_openai_compatible_model(admin, base_url=provider.base_url("/v1"), model_id=MODEL_ID, name="bench")
@@ -296,6 +297,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-sockets", type=int, default=500, help="idle sockets for the memory figure (0: skip)")
     parser.add_argument("--idle-rounds", type=int, default=2, help="times the idle sockets are opened and closed")
     parser.add_argument("--production", action="store_true", help="PostgreSQL + Redis on loopback, not SQLite")
+    parser.add_argument(
+        "--web-processes", type=int, default=2, help="with --production: web processes (`serve --processes`)"
+    )
     return parser.parse_args(argv)
 
 
@@ -305,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files_limit(4 * (max(*args.sockets, args.idle_sockets) + 256))
     started = time.monotonic()
     config = {
-        "mode": "production (PostgreSQL + Redis)" if args.production else "embedded (SQLite, in-memory layer)",
+        "mode": f"production (PostgreSQL + Redis, {args.web_processes} web processes)"
+        if args.production
+        else "embedded (SQLite, in-memory layer)",
         "sockets": args.sockets,
         "chunks": args.chunks,
         "interval_ms": args.interval_ms,

@@ -240,9 +240,11 @@ class ServerProcess:
         services: ProductionServices | None = None,
         admin_email: str = ADMIN_EMAIL,
         start_timeout: float = 180,
-        daphne: bool = False,
+        web_processes: int | None = None,
     ):
-        self.daphne = daphne  # serve with `daphne claraverse.asgi:application`, as docker-compose's web does
+        # None: `manage.py serve` as `make run` starts it (access log, embedded worker when configured); a number:
+        # the production web of docker-compose.yml, `serve --processes N --no-access-log --no-worker`.
+        self.web_processes = web_processes
         self.admin_email = admin_email
         self.admin_password = secrets.token_urlsafe(18)
         self.extra_env = extra_env or {}
@@ -271,12 +273,21 @@ class ServerProcess:
         return self.process.pid
 
     def rss_kb(self) -> int:
-        """The server process's resident set size in KiB."""
-        return rss_kb(self.pid)
+        """The resident set size in KiB of the server's processes (all web processes with `web_processes`)."""
+        total = 0
+        for pid in process_group_members(self.pid):
+            with contextlib.suppress(OSError, BenchError):
+                total += rss_kb(pid)
+        return total
 
     def cpu_times(self) -> tuple[float, float]:
-        """(user, system) CPU seconds the server process has used so far."""
-        return cpu_times(self.pid)
+        """(user, system) CPU seconds the server's processes have used so far."""
+        user = system = 0.0
+        for pid in process_group_members(self.pid):
+            with contextlib.suppress(OSError):
+                process_user, process_system = cpu_times(pid)
+                user, system = user + process_user, system + process_system
+        return user, system
 
     def env(self) -> dict[str, str]:
         """The server's whole environment: fresh secrets, temp DATA_DIR, no .env file, rate limits out of the way."""
@@ -337,10 +348,11 @@ class ServerProcess:
         return self
 
     def serve_argv(self) -> list[str]:
-        """The web server's command line: `manage.py serve`, or plain daphne (no embedded worker, no access log)."""
-        if self.daphne:
-            return [sys.executable, "-m", "daphne", "-b", LOOPBACK, "-p", str(self.port), "claraverse.asgi:application"]
-        return [sys.executable, "manage.py", "serve", "--host", LOOPBACK, "--port", str(self.port)]
+        """The web server's command line: `manage.py serve`, as `make run` or as the production web service."""
+        argv = [sys.executable, "manage.py", "serve", "--host", LOOPBACK, "--port", str(self.port)]
+        if self.web_processes is not None:
+            argv += ["--processes", str(self.web_processes), "--no-access-log", "--no-worker"]
+        return argv
 
     def manage(self, *args: str, timeout: float) -> None:
         """Run one management command (e.g. `shell -c <code>`) with the server's environment; output to the log."""
@@ -589,8 +601,9 @@ class WorkerConfig:
 class ProductionDeployment:
     """The production layout of docker-compose.yml on loopback, started and torn down by a benchmark.
 
-    A fresh PostgreSQL database and an emptied Redis database (its own index), `migrate`, the web server as plain
-    daphne (`EMBEDDED_WORKER=false`), `workers.workers` Celery workers and `beats` Celery beats, every process in
+    A fresh PostgreSQL database and an emptied Redis database (its own index), `migrate`, the web server as
+    `manage.py serve --processes <web_processes>` (`EMBEDDED_WORKER=false`), `workers.workers` Celery workers and
+    `beats` Celery beats, every process in
     its own process group with its own log. Use as a context manager: on exit everything is stopped, the database
     dropped and the Redis database emptied, whatever happened.
     """
@@ -604,6 +617,7 @@ class ProductionDeployment:
         extra_env: dict[str, str] | None = None,
         worker_loglevel: str = "INFO",
         start_timeout: float = 180,
+        web_processes: int = 2,
     ):
         self.workers_config = workers
         self.beat_count = beats
@@ -618,7 +632,9 @@ class ProductionDeployment:
             "RATE_LIMIT_IMAGE_PROXY": HIGH_RATE_LIMIT,
             **(extra_env or {}),
         }
-        self.server = ServerProcess(extra_env=env, services=self.services, daphne=True, start_timeout=start_timeout)
+        self.server = ServerProcess(
+            extra_env=env, services=self.services, start_timeout=start_timeout, web_processes=web_processes
+        )
         self.workers: list[BackgroundProcess] = []
         self.beats: list[BackgroundProcess] = []
         self._stack = contextlib.ExitStack()
@@ -744,6 +760,7 @@ def add_worker_arguments(parser: Any) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="--concurrency of each worker")
     parser.add_argument("--pool", choices=["prefork", "threads", "solo"], default="threads", help="worker pool")
     parser.add_argument("--worker-loglevel", default="INFO", help="workers' --loglevel (docker-compose uses INFO)")
+    parser.add_argument("--web-processes", type=int, default=2, help="web processes (`serve --processes`)")
 
 
 def install_sigterm_handler() -> None:

@@ -155,8 +155,11 @@ def fire_triggers(port: int, api_key: str, agent_id: str, *, total: int, callers
 # --- Reading the executions back -------------------------------------------------------------------------
 
 
-def wait_finished(deployment: ProductionDeployment, ids: list[str], *, timeout: float) -> list[dict[str, Any]]:
-    """Poll PostgreSQL until every execution in `ids` has ended; their rows (id, status, times, error)."""
+def wait_finished(
+    deployment: ProductionDeployment, ids: list[str], *, timeout: float, poll: float = 0.25
+) -> list[dict[str, Any]]:
+    """Poll PostgreSQL every `poll` s until every execution in `ids` has ended; their rows (id, status, times,
+    error)."""
     deadline = time.monotonic() + timeout
     with deployment.services.connect() as conn:
         done = 0
@@ -167,7 +170,7 @@ def wait_finished(deployment: ProductionDeployment, ids: list[str], *, timeout: 
             ).fetchone()[0]
             if done == len(ids):
                 break
-            time.sleep(0.25)  # the times come from the rows: polling only has to notice the end
+            time.sleep(poll)  # the times come from the rows: polling only has to notice the end
         else:
             raise BenchError(f"only {done} of {len(ids)} executions ended within {timeout:.0f} s")
         rows = conn.execute(
@@ -301,7 +304,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Start the deployment, set up, warm up, then the latency, throughput and (optionally) backlog phases."""
     workers = WorkerConfig(workers=args.workers, concurrency=args.concurrency, pool=args.pool)
     results: dict[str, Any] = {}
-    with ProductionDeployment(redis_db=REDIS_DB, workers=workers, worker_loglevel=args.worker_loglevel) as deployment:
+    with ProductionDeployment(
+        redis_db=REDIS_DB, workers=workers, worker_loglevel=args.worker_loglevel, web_processes=args.web_processes
+    ) as deployment:
         server, database = deployment.server, deployment.services.database
         print(f"web on {server.base_url}; workers {workers.describe()}; database {database}", flush=True)
         try:
