@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Max
 
 from claraverse.channel_layer import group_send_sync
@@ -103,13 +103,17 @@ class EventWriter:
             for event in batch:
                 publish(event.execution_id, event.seq, event.type, event.payload)
 
-    @staticmethod
-    def _store(batch: list[ExecutionEvent]) -> None:
+    @classmethod
+    def _store(cls, batch: list[ExecutionEvent]) -> None:
         deadline = time.monotonic() + WRITE_RETRY_SECONDS
         while True:
             try:
                 with transaction.atomic():
                     ExecutionEvent.objects.bulk_create(batch)
+                return
+            except (DataError, IntegrityError):
+                # One bad row (say, an execution deleted meanwhile) must not cost the others theirs.
+                cls._store_one_by_one(batch)
                 return
             except Exception:
                 # The connection may be broken (the database restarted): take a fresh one next time.
@@ -119,6 +123,15 @@ class EventWriter:
                     logger.error("dropping %d execution events: the database is unavailable", len(batch))
                     raise
                 time.sleep(0.5)
+
+    @staticmethod
+    def _store_one_by_one(batch: list[ExecutionEvent]) -> None:
+        for event in batch:
+            try:
+                with transaction.atomic():
+                    event.save(force_insert=True)
+            except (DataError, IntegrityError):
+                logger.warning("dropping event %s #%s of %s: not storable", event.type, event.seq, event.execution_id)
 
 
 _writer = EventWriter()

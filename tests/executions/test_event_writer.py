@@ -96,3 +96,21 @@ def test_without_background_mode_each_event_is_stored_at_once():
     recorder = EventRecorder(execution.pk, background=True)  # the setting wins
     recorder.record("node_start", {"node_id": "a"})
     assert ExecutionEvent.objects.filter(execution=execution).count() == 1
+
+
+@override_settings(EXECUTION_EVENTS_IN_BACKGROUND=True, CHANNEL_LAYERS=IN_MEMORY_LAYER)
+def test_a_row_that_cannot_be_stored_costs_only_itself():
+    user = UserFactory()
+    kept = execution_create(user=user, agent=chain_agent(user, 1), trigger="api", enqueue=False)
+    doomed = execution_create(user=user, agent=chain_agent(user, 1), trigger="api", enqueue=False)
+    first, second = EventRecorder(kept.pk, background=True), EventRecorder(doomed.pk, background=True)
+    first.record("node_start", {"node_id": "a"})
+    second.record("node_start", {"node_id": "a"})
+    second.record("node_start", {"node_id": "a"})
+    second.seq = 1  # a duplicate (execution, seq): the unique constraint refuses it
+    second.record("node_start", {"node_id": "duplicate"})
+    first.record("node_start", {"node_id": "b"})
+    first.flush()
+
+    assert list(ExecutionEvent.objects.filter(execution=kept).order_by("seq").values_list("seq", flat=True)) == [1, 2]
+    assert list(ExecutionEvent.objects.filter(execution=doomed).order_by("seq").values_list("seq", flat=True)) == [1, 2]

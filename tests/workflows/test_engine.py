@@ -451,6 +451,14 @@ class TestFailures:
         result, _ = execute([node("l", "llm")], [], runners={"llm": Fake(output=output)}, limits=limits)
         assert result.status == "failed" and message in result.node_results[0]["error"]
 
+    def test_outputs_are_made_storable(self):
+        # PostgreSQL refuses NUL in text and jsonb, and lone surrogates are not UTF-8: both become U+FFFD.
+        produced = {"text": "a\x00b\ud800c", "k\x00": ["\x00"], "plain \\u0000": "é😀"}
+        result, events = execute([node("l", "llm")], [], runners={"llm": Fake(output=produced)})
+        expected = {"text": "a\ufffdb\ufffdc", "k\ufffd": ["\ufffd"], "plain \\u0000": "é😀"}
+        assert result.status == "completed" and outputs(result)["l"] == expected
+        assert [e["output"] for e in events if e["type"] == "node_complete"] == [expected]
+
     def test_outputs_are_copies(self):
         produced = {"list": [1]}
 

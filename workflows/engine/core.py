@@ -17,6 +17,7 @@ import heapq
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +61,28 @@ def _now() -> str:
 
 def _elapsed_ms(since: float) -> int:
     return int((time.monotonic() - since) * 1000)
+
+
+# In a Python string from JSON, a surrogate code point is always a lone one (pairs were combined).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
+def _storable(encoded: str) -> str:
+    """A node output (as JSON) that a database can store: NUL characters (which PostgreSQL refuses in text
+    and jsonb) become U+FFFD, and so do lone surrogates (which are not UTF-8), e.g. from a remote response."""
+    if "\\u0000" in encoded:
+        encoded = json.dumps(_without_nul(json.loads(encoded)), allow_nan=False, ensure_ascii=False)
+    return _LONE_SURROGATE.sub("\ufffd", encoded)
 
 
 def _truncate(message: str) -> str:
@@ -593,6 +616,8 @@ class _Level:
             encoded = json.dumps(box["value"], allow_nan=False, ensure_ascii=False)
         except (TypeError, ValueError, RecursionError) as exc:
             return _Attempt("error", _truncate(f"Node output is not JSON-serialisable: {exc}"), retryable=False)
+        if "\\u0000" in encoded or not encoded.isascii():
+            encoded = _storable(encoded)
         limit = self.run.limits.max_output_bytes
         if len(encoded) > limit and len(encoded.encode()) > limit:
             return _Attempt("error", f"Node output is larger than {limit} bytes.", retryable=False)
