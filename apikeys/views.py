@@ -121,6 +121,13 @@ class TriggerView(ExternalAPIView):
     def post(self, request, agent_id: str):
         body = validated(TriggerInputSerializer, request.data)
         idempotency_key = request.headers.get("Idempotency-Key", "").strip()[:255] or None
+        if idempotency_key and not idempotency_key.isprintable():
+            # Control characters (NUL above all, which PostgreSQL cannot store) make no sense in a key.
+            raise ApplicationError(
+                "VALIDATION_ERROR",
+                "Idempotency-Key: Must be printable text.",
+                details={"Idempotency-Key": ["Must be printable text."]},
+            )
         answer = services.trigger_agent(
             key=request.auth,
             agent_id=agent_id,

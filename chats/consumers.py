@@ -18,6 +18,7 @@ from accounts.quotas import quota_consume
 from claraverse.errors import ApplicationError
 from claraverse.ids import new_id
 from claraverse.ratelimit import consume
+from claraverse.serializers import StrictBooleanField, StrictCharField, StrictFloatField, StrictRegexField
 from claraverse.websocket import JsonFrameConsumer, validated_payload
 
 from .turns import ChatTurn, run_chat_turn
@@ -41,15 +42,15 @@ def generation_executor() -> ThreadPoolExecutor:
 
 
 class ChatFrameSerializer(serializers.Serializer):
-    """The payload of a `chat` frame."""
+    """The payload of a `chat` frame; each field takes only its own JSON type (no `1` for `"1"` or `true`)."""
 
-    conversation_id = serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,200}$", required=False)
-    message = serializers.CharField(max_length=32_000, trim_whitespace=False)
-    model = serializers.CharField(max_length=200, required=False)
-    agent_id = serializers.CharField(max_length=64, required=False)
-    tools = serializers.ListField(child=serializers.CharField(max_length=100), max_length=64, required=False)
-    temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
-    stream = serializers.BooleanField(required=False, default=True)
+    conversation_id = StrictRegexField(r"^[A-Za-z0-9_.:-]{1,200}$", required=False)
+    message = StrictCharField(max_length=32_000, trim_whitespace=False)
+    model = StrictCharField(max_length=200, required=False)
+    agent_id = StrictCharField(max_length=64, required=False)
+    tools = serializers.ListField(child=StrictCharField(max_length=100), max_length=64, required=False)
+    temperature = StrictFloatField(min_value=0, max_value=2, required=False)
+    stream = StrictBooleanField(required=False, default=True)
 
     def validate_message(self, value: str) -> str:
         if not value.strip():
@@ -58,7 +59,7 @@ class ChatFrameSerializer(serializers.Serializer):
 
 
 class StopFrameSerializer(serializers.Serializer):
-    conversation_id = serializers.CharField(max_length=200)
+    conversation_id = StrictCharField(max_length=200)
 
 
 def resolve_turn(user, data: dict, conversation_id: str) -> ChatTurn:

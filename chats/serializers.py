@@ -73,6 +73,8 @@ class ChatUpsertSerializer(StrictInputSerializer):
     model = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
     version = serializers.IntegerField(
         min_value=0,
+        # The stored version is a 32-bit column; a larger one is no version this chat can have been at.
+        max_value=2_147_483_647,
         required=False,
         allow_null=True,
         help_text="The version this write is based on; lower than the stored one is a 409. Missing: no check.",

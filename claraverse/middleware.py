@@ -53,6 +53,10 @@ class ErrorEnvelopeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path:
+            # `%00` in a path: no route or id holds a NUL, and PostgreSQL refuses one in any query
+            # parameter, so looking the id up would end in a 500 rather than the 404 it is.
+            return envelope_response(DEFAULT_MESSAGES["NOT_FOUND"], "NOT_FOUND", 404)
         response = self.get_response(request)
         if response.status_code < 400 or request.path.startswith(_HTML_PATH_PREFIXES):
             return response

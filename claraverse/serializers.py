@@ -43,6 +43,39 @@ class JsonObjectField(serializers.JSONField):
         return value
 
 
+class _StringsOnly:
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Not a valid string.", code="invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(_StringsOnly, serializers.CharField):
+    """A string field that takes only JSON strings; DRF's CharField turns numbers into text."""
+
+
+class StrictRegexField(_StringsOnly, serializers.RegexField):
+    """A RegexField that takes only JSON strings (`123` is not the id "123")."""
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON `true`/`false`; DRF's BooleanField also takes "yes", "off", 1, 0 and the like."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictFloatField(serializers.FloatField):
+    """Only JSON numbers; DRF's FloatField also takes numeric strings and booleans."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def validated(serializer_class: type[serializers.Serializer], data, **context) -> dict:
     """Validate request data with an input serializer; a failure raises the 400 envelope."""
     serializer = serializer_class(data=data, context=context)

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from .channel_layer import group_send_sync
 from .errors import DEFAULT_MESSAGES, ApplicationError
+from .parsers import strict_json_loads
 from .ratelimit import client_ip, websocket_connection_allowed
 
 logger = logging.getLogger("claraverse.websocket")
@@ -102,17 +103,15 @@ class JsonFrameConsumer(AsyncJsonWebsocketConsumer):
         if text_data is None:
             await self.send_error("VALIDATION_ERROR", "Binary frames are not supported; send JSON text.")
             return
-        if len(text_data) > settings.WEBSOCKET_MAX_FRAME_BYTES:
-            await self.send_error(
-                "VALIDATION_ERROR",
-                "Frame too large.",
-                details={"max_bytes": settings.WEBSOCKET_MAX_FRAME_BYTES},
-            )
+        max_bytes = settings.WEBSOCKET_MAX_FRAME_BYTES
+        # The limit is in bytes: 4-byte characters make a frame of max_bytes characters 4 times larger.
+        if len(text_data) > max_bytes or len(text_data.encode("utf-8", "surrogatepass")) > max_bytes:
+            await self.send_error("VALIDATION_ERROR", "Frame too large.", details={"max_bytes": max_bytes})
             return
         try:
-            content = json.loads(text_data)
-        except (ValueError, RecursionError):
-            await self.send_error("VALIDATION_ERROR", "Frame is not valid JSON.")
+            content = strict_json_loads(text_data)
+        except ValueError as exc:
+            await self.send_error("VALIDATION_ERROR", "Frame is not valid JSON.", details={"frame": [str(exc)[:200]]})
             return
         await self.receive_json(content)
 

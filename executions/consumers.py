@@ -5,6 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from rest_framework import serializers
 
+from claraverse.serializers import JsonObjectField, StrictCharField
 from claraverse.websocket import JsonFrameConsumer, validated_payload
 
 from . import selectors, services
@@ -13,12 +14,12 @@ from .models import ExecutionTrigger
 
 
 class ExecuteFrameSerializer(serializers.Serializer):
-    agent_id = serializers.CharField(max_length=64)
-    input = serializers.JSONField(required=False, default=dict)
+    agent_id = StrictCharField(max_length=64)
+    input = JsonObjectField(required=False, default=dict, max_bytes=services.MAX_INPUT_BYTES)
 
 
 class ExecutionFrameSerializer(serializers.Serializer):
-    execution_id = serializers.CharField(max_length=64)
+    execution_id = StrictCharField(max_length=64)
 
 
 class WorkflowConsumer(JsonFrameConsumer):

@@ -69,13 +69,15 @@ def execution_create(
     from accounts.quotas import quota_consume
     from workflows.selectors import workflow_for_agent
 
+    # Validated before the quota is counted: a refused input must not use up a run of the day.
+    input = validate_execution_input(input)
     # Every way an execution starts (REST, WebSocket, trigger, schedule, sub-agent, MCP) passes here.
     quota_consume(user=user, limit_name="executions_per_day")
     execution = Execution.objects.create(
         user=user,
         agent_id=agent.id,
         trigger=trigger,
-        input=validate_execution_input(input),
+        input=input,
         workflow_version=workflow_for_agent(agent=agent).version,
         parent=parent,
         depth=(parent.depth + 1) if parent else 0,

@@ -30,6 +30,7 @@ from jsonschema import Draft202012Validator
 
 import claraverse
 from claraverse.errors import ApplicationError
+from claraverse.parsers import strict_json_loads
 from workflows.engine import CancelToken
 
 logger = logging.getLogger("claraverse.mcp")
@@ -438,9 +439,11 @@ class MCPSession:
             )
             return
         try:
-            content = json.loads(text)
-        except (ValueError, RecursionError):
-            await self.send(error_response(None, PARSE_ERROR, "Parse error: the frame is not valid JSON."))
+            content = strict_json_loads(text)
+        except ValueError as exc:
+            await self.send(
+                error_response(None, PARSE_ERROR, "Parse error: the frame is not valid JSON.", str(exc)[:200])
+            )
             return
         await self.receive(content)
 
