@@ -39,8 +39,10 @@ def agent_delete(*, agent: Agent) -> None:
     from executions.schedules import schedule_delete_for_agent
     from executions.services import executions_cancel_for_agent
 
-    executions_cancel_for_agent(user=agent.user, agent_id=agent.id)
+    # The schedule first: on PostgreSQL this waits for a dispatcher holding its row, so that the
+    # executions that dispatcher just started are among those cancelled next.
     schedule_delete_for_agent(agent=agent)
+    executions_cancel_for_agent(user=agent.user, agent_id=agent.id)
     agent.delete()
 
 

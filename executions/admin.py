@@ -47,17 +47,17 @@ class ExecutionEventAdmin(admin.ModelAdmin):
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
-    list_display = ["id", "agent", "user", "cron", "timezone", "enabled", "last_run_at"]
+    list_display = ["id", "agent", "user", "cron", "timezone", "enabled", "next_run_at", "last_run_at"]
     list_filter = ["enabled", "timezone"]
     search_fields = ["id", "agent__id", "agent__name", "user__email"]
-    readonly_fields = ["id", "agent", "user", "periodic_task", "last_run_at", "created_at", "updated_at"]
+    readonly_fields = ["id", "agent", "user", "next_run_at", "last_run_at", "created_at", "updated_at"]
     actions = ["disable_schedules", "enable_schedules"]
 
     def has_add_permission(self, request):
         return False
 
     def save_model(self, request, obj, form, change):
-        # Through the service, so that the beat entry follows the edit.
+        # Through the service, so that next_run_at follows the edit.
         fields = {name: form.cleaned_data[name] for name in ("cron", "enabled", "input") if name in form.changed_data}
         if "timezone" in form.changed_data:
             fields["timezone"] = str(form.cleaned_data["timezone"])

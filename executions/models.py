@@ -98,7 +98,11 @@ def new_schedule_id() -> str:
 
 
 class Schedule(models.Model):
-    """An agent's cron schedule (one per agent), fired by django-celery-beat in its own time zone."""
+    """An agent's cron schedule (one per agent) in its own time zone, fired by the schedule dispatcher.
+
+    `next_run_at` (UTC) is the next cron time to fire, kept by the services on create and update; it
+    is null while the schedule is disabled, so the dispatcher's index holds only schedules that can fire.
+    """
 
     id = models.CharField(primary_key=True, max_length=40, default=new_schedule_id, editable=False)
     agent = models.OneToOneField("agents.Agent", on_delete=models.CASCADE, related_name="schedule")
@@ -107,12 +111,17 @@ class Schedule(models.Model):
     timezone = models.CharField(max_length=64, default="UTC")
     enabled = models.BooleanField(default=True)
     input = models.JSONField(default=dict, blank=True)
-    periodic_task = models.OneToOneField(
-        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    next_run_at = models.DateTimeField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_run_at"], name="executions_schedule_due", condition=models.Q(next_run_at__isnull=False)
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.agent_id}: {self.cron} ({self.timezone})"

@@ -101,9 +101,8 @@ class ScheduleSerializer(serializers.Serializer):
     def get_next_run_at(self, schedule) -> str | None:
         from claraverse.timeutils import isoformat_z
 
-        from .schedules import next_run_at
-
-        return isoformat_z(next_run_at(schedule))
+        # The stored cron time the dispatcher fires next (null while disabled).
+        return isoformat_z(schedule.next_run_at)
 
 
 class ScheduleUpdateSerializer(StrictInputSerializer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -87,6 +88,54 @@ def execution_create(
     if enqueue:
         execution_enqueue(execution_id=execution.id)
     return execution
+
+
+def executions_create_many(*, runs: list[tuple[Any, str, Any]], trigger: str) -> list[Execution | None]:
+    """`execution_create` for many runs at once (the schedule dispatcher), in a few queries whatever their number.
+
+    `runs` are (user, agent_id, input). Each user's daily quota is taken for all of their runs in one
+    go: a run beyond it gets None where `execution_create` would raise QUOTA_EXCEEDED (earlier runs
+    in the list are served first). The executions are enqueued together once the transaction commits.
+    """
+    from accounts.quotas import quota_consume_many
+    from workflows.selectors import workflow_versions_of
+
+    if not runs:
+        return []
+    inputs = [validate_execution_input(input) for _user, _agent_id, input in runs]
+    with transaction.atomic():
+        granted = quota_consume_many(
+            demands=Counter(user for user, _agent_id, _input in runs), limit_name="executions_per_day"
+        )
+        versions = workflow_versions_of(agent_ids={agent_id for _user, agent_id, _input in runs})
+        result: list[Execution | None] = []
+        for (user, agent_id, _input), input in zip(runs, inputs, strict=True):
+            if granted.get(user.pk, 0) <= 0:
+                result.append(None)
+                continue
+            granted[user.pk] -= 1
+            result.append(
+                Execution(
+                    user=user,
+                    agent_id=agent_id,
+                    trigger=trigger,
+                    input=input,
+                    workflow_version=versions.get(agent_id, 0),
+                )
+            )
+        created = Execution.objects.bulk_create([execution for execution in result if execution is not None])
+        execution_ids = [execution.pk for execution in created]
+        if execution_ids:
+            transaction.on_commit(lambda: executions_enqueue_many(execution_ids=execution_ids))
+    return result
+
+
+def executions_enqueue_many(*, execution_ids: list[str]) -> None:
+    """Enqueue committed executions (a lost message is re-enqueued by the reaper)."""
+    from .tasks import run_execution
+
+    for execution_id in execution_ids:
+        run_execution.delay(execution_id)
 
 
 def _finish_without_running(execution: Execution, *, status: str, error: str = "") -> bool:

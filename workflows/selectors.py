@@ -13,6 +13,11 @@ def workflow_for_agent(*, agent) -> Workflow:
     return workflow
 
 
+def workflow_versions_of(*, agent_ids) -> dict[str, int]:
+    """Each agent's current workflow version in one query (an agent without a workflow row is at version 0)."""
+    return dict(Workflow.objects.filter(agent_id__in=agent_ids).values_list("agent_id", "version"))
+
+
 def workflow_version_list(*, agent) -> QuerySet[WorkflowVersion]:
     """Saved versions, newest first."""
     return WorkflowVersion.objects.filter(workflow__agent=agent).order_by("-version")

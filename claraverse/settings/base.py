@@ -468,6 +468,15 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# How often beat runs the schedule dispatcher (a run with nothing due is two indexed reads). A firing
+# due before the next run gets a wake-up task at its time, so this bounds the lateness only when the
+# wake-up is lost (a worker restart).
+SCHEDULE_DISPATCH_INTERVAL_SECONDS = env.float("SCHEDULE_DISPATCH_INTERVAL_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["dispatch-due-schedules"] = {
+    "task": "executions.dispatch_due_schedules",
+    "schedule": SCHEDULE_DISPATCH_INTERVAL_SECONDS,
+}
+
 # --- Tools -----------------------------------------------------------------------------------
 # Model that ranks POST /api/tools/recommend; empty (or failing) means a lexical ranking.
 TOOL_RECOMMENDATION_MODEL = env.str("TOOL_RECOMMENDATION_MODEL", default="")

@@ -85,7 +85,7 @@ def test_actions(operator, data, user):
     assert Execution.objects.get().status == "cancelled"
     act(Schedule, "disable_schedules", [data["schedule"].pk])
     schedule = Schedule.objects.get()
-    assert schedule.enabled is False and schedule.periodic_task.enabled is False
+    assert schedule.enabled is False and schedule.next_run_at is None
     other = UserFactory()
     act(User, "deactivate_users", [other.pk])
     assert User.objects.get(pk=other.pk).is_active is False
