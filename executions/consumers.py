@@ -92,3 +92,9 @@ class WorkflowConsumer(JsonFrameConsumer):
         """Channel-layer message: one live event of a followed execution."""
         payload = message["frame"]["payload"]
         await self._send_event(payload["execution_id"], message["seq"], message["frame"]["type"], payload)
+
+    async def execution_events(self, message: dict) -> None:
+        """Channel-layer message: several live events of one followed execution, in order."""
+        for event in message["events"]:
+            payload = event["frame"]["payload"]
+            await self._send_event(payload["execution_id"], event["seq"], event["frame"]["type"], payload)

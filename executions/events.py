@@ -47,6 +47,18 @@ def publish(execution_id: str, seq: int, frame_type: str, payload: dict[str, Any
         logger.warning("could not publish %s of %s", frame_type, execution_id, exc_info=True)
 
 
+def publish_many(execution_id: str, events: list[ExecutionEvent]) -> None:
+    """Send several events of one execution in one channel-layer message (one Redis round trip, not one each)."""
+    if len(events) == 1:
+        publish(execution_id, events[0].seq, events[0].type, events[0].payload)
+        return
+    frames = [{"seq": event.seq, "frame": {"type": event.type, "payload": event.payload}} for event in events]
+    try:
+        group_send_sync(execution_group(execution_id), {"type": "execution.events", "events": frames})
+    except Exception:
+        logger.warning("could not publish %d events of %s", len(events), execution_id, exc_info=True)
+
+
 class EventWriter:
     """One thread per process that stores queued events in batches and then publishes them."""
 
@@ -100,8 +112,11 @@ class EventWriter:
                 # A flush waits for storage only: publishing is best effort and follows in order.
                 for marker in markers:
                     marker.set()
-            for event in batch:
-                publish(event.execution_id, event.seq, event.type, event.payload)
+            by_execution: dict[str, list[ExecutionEvent]] = {}
+            for event in batch:  # in order within each execution
+                by_execution.setdefault(event.execution_id, []).append(event)
+            for execution_id, events in by_execution.items():
+                publish_many(execution_id, events)
 
     @classmethod
     def _store(cls, batch: list[ExecutionEvent]) -> None:
