@@ -7,8 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from claraverse.errors import ApplicationError
@@ -50,15 +49,6 @@ def usage_today(user) -> dict[str, int]:
     return {"messages": row.messages if row else 0, "executions": row.executions if row else 0}
 
 
-def _today_row(user) -> DailyUsage:
-    try:
-        with transaction.atomic():
-            return DailyUsage.objects.get_or_create(user=user, day=today())[0]
-    except IntegrityError:
-        # Two first requests of the day raced to create the row; the other one won.
-        return DailyUsage.objects.get(user=user, day=today())
-
-
 def quota_exceeded(limit_name: str, limit: int, used: int) -> ApplicationError:
     """The 429 QUOTA_EXCEEDED error with `{limit, used, reset_at}`."""
     label = limit_name.replace("_", " ")
@@ -77,10 +67,33 @@ def quota_consume(*, user, limit_name: str) -> None:
     """
     counter = COUNTERS[limit_name]
     limit = effective_limits(user)[limit_name]
-    row = _today_row(user)
-    taken = DailyUsage.objects.filter(pk=row.pk, **{f"{counter}__lt": limit}).update(**{counter: F(counter) + 1})
-    if not taken:
-        raise quota_exceeded(limit_name, limit, getattr(DailyUsage.objects.get(pk=row.pk), counter))
+    if limit <= 0:
+        raise quota_exceeded(limit_name, limit, usage_today(user)[counter])
+    if _count_one(user_id=user.pk, day=today(), counter=counter, limit=limit) is None:
+        raise quota_exceeded(limit_name, limit, usage_today(user)[counter])
+
+
+def _count_one(*, user_id, day, counter: str, limit: int) -> int | None:
+    """Add one to today's `counter` if it is below `limit`, creating the day's row if needed; the new count,
+    or None when the limit is reached.
+
+    One statement (an upsert with a conditional update), where get-or-create plus a conditional
+    UPDATE took four round trips on every chat message and execution start. PostgreSQL and SQLite
+    (3.35+) both speak it.
+    """
+    table = connection.ops.quote_name(DailyUsage._meta.db_table)
+    column = connection.ops.quote_name(counter)
+    other = connection.ops.quote_name("executions" if counter == "messages" else "messages")
+    # Identifiers come from the model and a fixed mapping; every value is a parameter.
+    sql = (
+        f"INSERT INTO {table} (user_id, day, {column}, {other}) VALUES (%s, %s, 1, 0) "  # noqa: S608
+        f"ON CONFLICT (user_id, day) DO UPDATE SET {column} = {table}.{column} + 1 "
+        f"WHERE {table}.{column} < %s RETURNING {column}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id, day, limit])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def quota_consume_many(*, demands: Mapping[Any, int], limit_name: str) -> dict[Any, int]:
