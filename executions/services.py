@@ -54,7 +54,9 @@ def execution_enqueue_now(*, execution_id: str) -> None:
     run_execution.delay(execution_id)
 
 
-@transaction.atomic
+# No savepoint when nested (the trigger's transaction): a failure here fails the caller's whole
+# transaction anyway, and a savepoint is two more round trips on every execution start.
+@transaction.atomic(savepoint=False)
 def execution_create(
     *,
     user,
