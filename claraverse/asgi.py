@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import django
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
-from django.db import close_old_connections
+from django.db import close_old_connections, reset_queries
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "claraverse.settings.base")
 django.setup(set_prefix=False)
@@ -31,6 +32,12 @@ class SyncChainASGIHandler(ASGIHandler):
     def __init__(self):
         super().__init__()
         self.executor = ThreadPoolExecutor(max_workers=settings.WEB_THREADS, thread_name_prefix="http-request")
+        # `handle()` sends request_started from the event loop, so its synchronous receivers (which
+        # only reset the query log and check the connection) would cost one more thread hop per
+        # request; `_respond` does their work in the request's own thread instead.
+        signals.request_started.disconnect(close_old_connections)
+        signals.request_started.disconnect(reset_queries)
+        signals.request_finished.disconnect(close_old_connections)
 
     def load_middleware(self, is_async=False):
         super().load_middleware(is_async=False)
@@ -44,6 +51,7 @@ class SyncChainASGIHandler(ASGIHandler):
         return await sync_to_async(self._respond, thread_sensitive=False, executor=self.executor)(request)
 
     def _respond(self, request):
+        reset_queries()
         close_old_connections()
         try:
             return self.get_response(request)
