@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3001
 
-.PHONY: run test lint format install install-dev migrate schema check-migrations bench clean
+.PHONY: run test lint format install install-dev migrate schema check-migrations bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -55,6 +55,12 @@ schema: install-dev
 ## part of the tests.
 bench: install-dev
 	$(BIN)/python -m bench
+
+## Scripted fault scenarios (worker killed, Redis and PostgreSQL restarted, hanging webhooks) against
+## their own throwaway PostgreSQL cluster and Redis server on free loopback ports; PASS/FAIL table.
+## Not part of CI. One scenario: `.venv/bin/python -m faults redis-restart`.
+faults: install-dev
+	$(BIN)/python -m faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -205,6 +205,9 @@ def webhook_deliver(*, execution_id: str, attempt: int) -> bool:
             headers=headers,
             data=body,
             timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            # The whole attempt, not each wait: a receiver dripping its answer byte by byte would otherwise hold a
+            # worker thread for connect + read timeouts (twice the setting) on every attempt.
+            total_timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
             allow_redirects=False,
             max_bytes=64 * 1024,
         )
@@ -228,4 +231,12 @@ def webhook_schedule(execution) -> None:
         return
     from .tasks import deliver_webhook
 
-    transaction.on_commit(lambda: deliver_webhook.delay(execution.id, 1))
+    def send() -> None:
+        # Called once the execution's final status is saved: a broker outage must not turn into an exception in
+        # the worker, whose error handling would then overwrite that status with a failure.
+        try:
+            deliver_webhook.delay(execution.id, 1)
+        except Exception:
+            logger.error("could not enqueue the webhook of execution %s", execution.id, exc_info=True)
+
+    transaction.on_commit(send)

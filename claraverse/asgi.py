@@ -14,6 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "claraverse.settings.base")
 django.setup(set_prefix=False)
 
 
+HEALTH_PATH = "/health"
+
+
 class SyncChainASGIHandler(ASGIHandler):
     """Django's ASGI handler, reshaped for an application whose views and middleware are synchronous.
 
@@ -32,6 +35,9 @@ class SyncChainASGIHandler(ASGIHandler):
     def __init__(self):
         super().__init__()
         self.executor = ThreadPoolExecutor(max_workers=settings.WEB_THREADS, thread_name_prefix="http-request")
+        # Health probes get threads of their own: when the database is down every request thread may be
+        # waiting on the pool, and the load balancer must still hear "503" quickly, not time out.
+        self.health_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="http-health")
         # `handle()` sends request_started from the event loop, so its synchronous receivers (which
         # only reset the query log and check the connection) would cost one more thread hop per
         # request; `_respond` does their work in the request's own thread instead.
@@ -48,7 +54,8 @@ class SyncChainASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def get_response_async(self, request):
-        return await sync_to_async(self._respond, thread_sensitive=False, executor=self.executor)(request)
+        executor = self.health_executor if request.path == HEALTH_PATH else self.executor
+        return await sync_to_async(self._respond, thread_sensitive=False, executor=executor)(request)
 
     def _respond(self, request):
         reset_queries()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from apikeys.services import webhook_schedule
@@ -30,15 +31,37 @@ class _Watch:
     def __init__(self, execution_id: str):
         self.execution_id = execution_id
         self.last_heartbeat = time.monotonic()
+        self.database_down = False
 
     def __call__(self) -> bool:
         now = time.monotonic()
-        if now - self.last_heartbeat >= settings.EXECUTION_HEARTBEAT_SECONDS:
-            Execution.objects.filter(pk=self.execution_id, status=ExecutionStatus.RUNNING).update(
-                heartbeat_at=timezone.now()
-            )
-            self.last_heartbeat = now
-        return Execution.objects.filter(pk=self.execution_id, cancel_requested=True).exists()
+        try:
+            if now - self.last_heartbeat >= settings.EXECUTION_HEARTBEAT_SECONDS:
+                running = Execution.objects.filter(pk=self.execution_id, status=ExecutionStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+                self.last_heartbeat = now
+                if not running:
+                    # The reaper ended it while this worker could not heartbeat (a database outage): stop the run.
+                    logger.warning("execution %s was ended by the reaper; stopping its run", self.execution_id)
+                    return True
+            cancel = Execution.objects.filter(pk=self.execution_id, cancel_requested=True).exists()
+        except DatabaseError:
+            # A database restart cut this thread's connection: drop it, so that a later poll (and the final save)
+            # gets a fresh one from the pool once the database is back; the run goes on meanwhile.
+            _drop_connection()
+            if not self.database_down:
+                logger.warning("execution %s cannot reach the database; running on", self.execution_id, exc_info=True)
+            self.database_down = True
+            return False
+        self.database_down = False
+        return cancel
+
+
+def _drop_connection() -> None:
+    """Close this thread's database connection (a broken pooled one is discarded by the pool)."""
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 def _finish(
@@ -58,7 +81,20 @@ def _finish(
     execution.duration_ms = duration_ms
     execution.node_results = node_results
     execution.completed_at = timezone.now()
-    execution.save(update_fields=["status", "output", "error", "duration_ms", "node_results", "completed_at"])
+    ended = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
+        status=status,
+        output=output,
+        error=execution.error,
+        duration_ms=duration_ms,
+        node_results=node_results,
+        completed_at=execution.completed_at,
+    )
+    if not ended:
+        # The reaper already ended it (no heartbeat for EXECUTION_STALE_SECONDS): the first ending stands, and was
+        # the one announced (event, webhook).
+        logger.warning("execution %s ended elsewhere before its run finished (%s)", execution.pk, status)
+        execution.refresh_from_db()
+        return execution
     recorder.record(
         "execution_complete", {"status": status, "output": output, "error": error, "duration_ms": duration_ms}
     )
@@ -137,6 +173,7 @@ def execute_execution(*, execution_id: str, cancel_token: CancelToken | None = N
         )
     except Exception:
         logger.exception("execution %s crashed", execution_id)
+        _drop_connection()  # a broken connection (database restart) must not fail the recording of the failure too
         return _finish(
             execution,
             recorder,

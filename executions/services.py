@@ -40,18 +40,24 @@ def validate_execution_input(value: Any, *, field: str = "input") -> dict:
     return value
 
 
-def execution_enqueue(*, execution_id: str) -> None:
-    """Hand the execution to a worker once the surrounding transaction commits."""
+def _send_run(execution_id: str) -> None:
+    """Publish the run task; with the broker down the committed row stays pending and the reaper enqueues it."""
     from .tasks import run_execution
 
-    transaction.on_commit(lambda: run_execution.delay(execution_id))
+    try:
+        run_execution.delay(execution_id)
+    except Exception:  # kombu's OperationalError and friends: the caller's request must not fail for it
+        logger.warning("could not enqueue execution %s; the reaper will enqueue it again", execution_id, exc_info=True)
+
+
+def execution_enqueue(*, execution_id: str) -> None:
+    """Hand the execution to a worker once the surrounding transaction commits."""
+    transaction.on_commit(lambda: _send_run(execution_id))
 
 
 def execution_enqueue_now(*, execution_id: str) -> None:
     """Enqueue outside any transaction (the execution row is already committed)."""
-    from .tasks import run_execution
-
-    run_execution.delay(execution_id)
+    _send_run(execution_id)
 
 
 # No savepoint when nested (the trigger's transaction): a failure here fails the caller's whole

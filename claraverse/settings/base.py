@@ -114,10 +114,16 @@ if DATABASE_URL:
             "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
             "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
             "timeout": env.int("DATABASE_POOL_TIMEOUT", default=10),
+            # After a failed connection attempt the pool retries with a doubling delay, so a long outage would be
+            # followed by as long a wait; giving up after this many seconds starts the next attempt afresh.
+            "reconnect_timeout": env.float("DATABASE_POOL_RECONNECT_TIMEOUT", default=10.0),
         },
         "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5),
     }
     _db["CONN_MAX_AGE"] = 0  # the pool owns connection reuse
+    # The pool checks a connection before handing it out: after a database restart an idle pooled connection is
+    # dead, and would otherwise fail the request that gets it.
+    _db["CONN_HEALTH_CHECKS"] = True
     DATABASES = {"default": _db}
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -460,10 +466,12 @@ EXECUTION_REQUEUE_SECONDS = env.int("EXECUTION_REQUEUE_SECONDS", default=120)
 EXECUTION_EVENTS_IN_BACKGROUND = env.bool("EXECUTION_EVENTS_IN_BACKGROUND", default=True)
 # How often a worker heartbeats a running execution.
 EXECUTION_HEARTBEAT_SECONDS = env.float("EXECUTION_HEARTBEAT_SECONDS", default=10.0)
+# How often beat runs the reaper (the two recoveries above take up to this much longer).
+EXECUTION_REAPER_INTERVAL_SECONDS = env.float("EXECUTION_REAPER_INTERVAL_SECONDS", default=30.0)
 
 CELERY_BEAT_SCHEDULE.update(
     {
-        "reap-stale-executions": {"task": "executions.reap_stale", "schedule": 30.0},
+        "reap-stale-executions": {"task": "executions.reap_stale", "schedule": EXECUTION_REAPER_INTERVAL_SECONDS},
         "prune-old-executions": {"task": "executions.prune", "schedule": 24 * 3600.0},
     }
 )

@@ -58,7 +58,8 @@ def test_admin_sets_up_a_model_and_a_user_chats(live, llm_server):
     token = registered["access_token"]
 
     llm_server.enqueue(
-        Reply(text="Hello there, friend.", chunks=4, prompt_tokens=9, completion_tokens=5),
+        # 50 ms apart, each chunk is its own frame (chunks that queue up behind a busy socket are merged).
+        Reply(text="Hello there, friend.", chunks=4, chunk_interval=0.05, prompt_tokens=9, completion_tokens=5),
         Reply(tool_calls=[("calculate_math", {"expression": "12*12"})]),
         Reply(text="It is 144.", chunks=2),
         Reply(text="long " * 200, chunks=200, chunk_interval=0.02),
