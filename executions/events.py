@@ -160,9 +160,12 @@ class EventRecorder:
     each event is stored at once and published after its transaction commits.
     """
 
-    def __init__(self, execution_id: str, *, background: bool = False):
+    def __init__(self, execution_id: str, *, background: bool = False, fresh: bool = False):
         self.execution_id = execution_id
         self.background = background and settings.EXECUTION_EVENTS_IN_BACKGROUND
+        if fresh:  # just claimed from `pending`: nothing has recorded an event for it yet
+            self.seq = 0
+            return
         last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(last=Max("seq"))["last"]
         self.seq = last or 0
 

@@ -113,7 +113,7 @@ def execute_execution(*, execution_id: str, cancel_token: CancelToken | None = N
     if not claimed:
         return None
     execution = Execution.objects.select_related("user").get(pk=execution_id)
-    recorder = EventRecorder(execution_id, background=True)
+    recorder = EventRecorder(execution_id, background=True, fresh=True)
     began = time.monotonic()
     try:
         from agents.models import Agent
