@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3001
 
-.PHONY: run test lint format install install-dev migrate schema check-migrations bench faults clean
+.PHONY: run test lint format install install-dev migrate schema api-fuzz check-migrations bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -49,6 +49,10 @@ check-migrations: install-dev
 
 schema: install-dev
 	DJANGO_SETTINGS_MODULE=claraverse.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+## Bounded schemathesis run against /api/schema/ of a live server: no 5xx, responses match the schema.
+api-fuzz: install-dev
+	$(BIN)/python scripts/api_fuzz.py
 
 ## Every benchmark in bench/ against a production-like deployment each starts itself (PostgreSQL and
 ## Redis on 127.0.0.1): one table of figures with targets, saved as JSON in bench/results/. Never
