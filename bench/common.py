@@ -34,6 +34,8 @@ RESULTS_DIR = REPO_DIR / "bench" / "results"
 LOOPBACK = "127.0.0.1"
 ADMIN_EMAIL = "bench-admin@example.com"
 HIGH_RATE_LIMIT = "1000000"
+HIGH_QUOTA = "10000000"
+QUOTA_TIERS = ("FREE", "PRO", "ENTERPRISE")
 # Only these variables of the caller's environment reach the server: nothing of a developer's setup leaks in.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 # Loopback calls must never go through a proxy named in the environment.
@@ -304,6 +306,13 @@ class ServerProcess:
             RATE_LIMIT_PUBLIC_READ=HIGH_RATE_LIMIT,
             RATE_LIMIT_AUTHENTICATED=HIGH_RATE_LIMIT,
             RATE_LIMIT_WEBSOCKET=HIGH_RATE_LIMIT,
+            RATE_LIMIT_IMAGE_PROXY=HIGH_RATE_LIMIT,
+            # Benchmarks send far more than a day's quota of one user.
+            **{
+                f"QUOTA_{tier}_{limit}_PER_DAY": HIGH_QUOTA
+                for tier in QUOTA_TIERS
+                for limit in ("EXECUTIONS", "MESSAGES")
+            },
             DJANGO_SUPERUSER_PASSWORD=self.admin_password,
             PYTHONUNBUFFERED="1",
         )
@@ -626,10 +635,6 @@ class ProductionDeployment:
         self.services = ProductionServices(redis_url=f"redis://{LOOPBACK}:6379/{redis_db}", flush_redis=True)
         env = {
             "EMBEDDED_WORKER": "false",
-            "QUOTA_FREE_EXECUTIONS_PER_DAY": "10000000",
-            "QUOTA_PRO_EXECUTIONS_PER_DAY": "10000000",
-            "QUOTA_ENTERPRISE_EXECUTIONS_PER_DAY": "10000000",
-            "RATE_LIMIT_IMAGE_PROXY": HIGH_RATE_LIMIT,
             **(extra_env or {}),
         }
         self.server = ServerProcess(

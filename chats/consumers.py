@@ -9,6 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
@@ -168,7 +169,7 @@ class ChatConsumer(JsonFrameConsumer):
             generation_executor(), _run_in_thread, self.user, data, conversation_id, emit, stop_event
         )
         try:
-            finished = False
+            finished = closed = False
             while not finished:
                 wake.clear()
                 while pending:
@@ -182,7 +183,15 @@ class ChatConsumer(JsonFrameConsumer):
                         self._release(conversation_id)
                     elif frame_type == "stream":
                         frame_payload = _coalesced(frame_payload, pending)
-                    await self.send_frame(frame_type, frame_payload)
+                    if closed:
+                        continue
+                    try:
+                        await self.send_frame(frame_type, frame_payload)
+                    except Disconnected:
+                        # The client left mid-answer: stop generating (what was generated is still saved)
+                        # and send nothing more.
+                        closed = True
+                        stop_event.set()
                 if not finished:
                     await wake.wait()
             await future

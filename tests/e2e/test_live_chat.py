@@ -2,6 +2,7 @@
 through the API, a user chats over /ws/chat, with tools, stop, a bad token and an unknown model."""
 
 import json
+import time
 
 import pytest
 from websockets.sync.client import connect
@@ -121,3 +122,39 @@ def test_bad_token_gets_4401(live):
         with pytest.raises(Exception) as closed:
             socket.recv(timeout=5)
     assert getattr(closed.value, "rcvd", None) is not None and closed.value.rcvd.code == 4401
+
+
+def test_a_client_leaving_mid_answer_stops_it_quietly(live, llm_server):
+    admin = live.call("POST", "/api/auth/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})[1]["access_token"]
+    provider = live.call(
+        "POST",
+        "/api/admin/providers",
+        {"name": "leaving", "type": "openai_compatible", "base_url": llm_server.base_url("/v1")},
+        token=admin,
+    )[1]
+    assert (
+        live.call("POST", "/api/admin/models", {"id": "leave/model:1", "provider_id": provider["id"]}, token=admin)[0]
+        == 201
+    )
+    token = live.call(
+        "POST", "/api/auth/register", {"email": "leaver@example.com", "password": "a long leaving passphrase"}
+    )[1]["access_token"]
+    llm_server.enqueue(Reply(text="word " * 100, chunks=100, chunk_interval=0.02))
+    with connect(f"{live.ws_url}/ws/chat?token={token}") as socket:
+        socket.send(
+            json.dumps(
+                {"type": "chat", "payload": {"conversation_id": "gone", "message": "Hi", "model": "leave/model:1"}}
+            )
+        )
+        assert json.loads(socket.recv(timeout=10))["type"] == "stream"
+    # The socket is closed mid-answer: the generation stops and its last frames are not sent to a closed socket.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        history = live.call("GET", "/api/chats/gone", token=token)
+        if history[0] == 200:
+            break
+        time.sleep(0.2)
+    assert history[0] == 200  # what was generated before the client left is saved
+    time.sleep(0.5)
+    assert "Task exception was never retrieved" not in live.log()
+    assert "Attempt to send on a closed protocol" not in live.log()
