@@ -36,7 +36,7 @@ def test_a_malformed_multipart_body_gets_the_error_envelope(live):
     )
     assert status == 201
     # No boundary: Twisted used to answer this itself with a bare 400 and a dropped connection.
-    body = b"--xyz\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\ndata\r\n--xyz--\r\n"
+    body = b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\ndata\r\n--xyz--\r\n'
     status, content_type, raw = post_raw(live, "/api/upload", body, "multipart/form-data", registered["access_token"])
     assert status == 400 and content_type.startswith("application/json")
     assert json.loads(raw)["code"] == "VALIDATION_ERROR"
