@@ -32,13 +32,10 @@ from bench.common import (
     ServerProcess,
     StampingProvider,
     StreamScript,
-    format_table,
-    machine_info,
     parse_stamps,
     raise_open_files_limit,
+    run_and_report,
     summarize,
-    utc_now,
-    write_results,
 )
 
 MODEL_ID = "bench/model"
@@ -303,12 +300,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run, print the table, save the JSON; 0 unless the run itself failed."""
-    args = parse_args(argv)
-    raise_open_files_limit(4 * (max(*args.sockets, args.idle_sockets) + 256))
-    started = time.monotonic()
-    config = {
+def config_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's configuration, as saved."""
+    return {
         "mode": f"production (PostgreSQL + Redis, {args.web_processes} web processes)"
         if args.production
         else "embedded (SQLite, in-memory layer)",
@@ -319,29 +313,22 @@ def main(argv: list[str] | None = None) -> int:
         "idle_sockets": args.idle_sockets,
         "idle_rounds": args.idle_rounds,
     }
-    try:
-        results = asyncio.run(benchmark(args))
-    except BenchError as exc:
-        print(f"chat_ws benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    results["wall_time_s"] = round(time.monotonic() - started, 1)
-    figures = figures_of(results)
-    print()
-    print(f"chat_ws: {config['mode']}, {args.chunks} chunks every {args.interval_ms:g} ms per answer")
-    print(format_table(figures))
-    path = write_results(
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, print the table, save the JSON; 0 unless the run itself failed."""
+    args = parse_args(argv)
+    raise_open_files_limit(4 * (max(*args.sockets, args.idle_sockets) + 256))
+    config = config_of(args)
+    return run_and_report(
         "chat_ws",
-        {
-            "benchmark": "chat_ws",
-            "finished_at": utc_now(),
-            "config": config,
-            "machine": machine_info(),
-            "figures": [figure.as_dict() for figure in figures],
-            **results,
-        },
+        lambda: asyncio.run(benchmark(args)),
+        figures_of,
+        config=config,
+        title=lambda results: (
+            f"chat_ws: {config['mode']}, {args.chunks} chunks every {args.interval_ms:g} ms per answer"
+        ),
     )
-    print(f"\nsaved {path.relative_to(path.parents[2])}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -845,6 +845,44 @@ def format_table(figures: Iterable[Figure]) -> str:
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def run_and_report(
+    name: str,
+    run: Callable[[], dict[str, Any]],
+    figures_of: Callable[[dict[str, Any]], list[Figure]],
+    *,
+    config: dict[str, Any],
+    title: Callable[[dict[str, Any]], str] | None = None,
+) -> int:
+    """A benchmark's `main`: run it, print its table (under `title(results)`), save it; 0 unless the run failed."""
+    started = time.monotonic()
+    try:
+        results = run()
+    except BenchError as exc:
+        print(f"{name} benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    results["wall_time_s"] = round(time.monotonic() - started, 1)
+    figures = figures_of(results)
+    print()
+    if title is not None:
+        print(title(results))
+    print(format_table(figures))
+    path = write_results(
+        name,
+        {
+            "benchmark": name,
+            "finished_at": utc_now(),
+            "config": config,
+            "machine": machine_info(),
+            "figures": [figure.as_dict() for figure in figures],
+            **results,
+        },
+    )
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(REPO_DIR)
+    print(f"\nsaved {path}")
+    return 0
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:

@@ -20,12 +20,9 @@ from bench.common import (
     ProductionDeployment,
     WorkerConfig,
     api,
-    format_table,
     install_sigterm_handler,
-    machine_info,
+    run_and_report,
     summarize,
-    utc_now,
-    write_results,
 )
 from bench.trigger import WORKFLOW, Caller, node, seconds, wait_finished
 
@@ -225,29 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run, print the table, save the JSON; 0 unless the run itself failed."""
     args = parse_args(argv)
     install_sigterm_handler()
-    started = time.monotonic()
-    try:
-        results = benchmark(args)
-    except BenchError as exc:
-        print(f"engine benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    results["wall_time_s"] = round(time.monotonic() - started, 1)
-    figures = figures_of(results)
-    print()
-    print(format_table(figures))
-    path = write_results(
-        "engine",
-        {
-            "benchmark": "engine",
-            "finished_at": utc_now(),
-            "config": config_of(args),
-            "machine": machine_info(),
-            "figures": [figure.as_dict() for figure in figures],
-            **results,
-        },
-    )
-    print(f"\nsaved {path.relative_to(path.parents[2])}")
-    return 0
+    return run_and_report("engine", lambda: benchmark(args), figures_of, config=config_of(args))
 
 
 if __name__ == "__main__":

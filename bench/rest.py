@@ -22,13 +22,10 @@ from bench.common import (
     WorkerConfig,
     api,
     cpu_usage,
-    format_table,
     install_sigterm_handler,
-    machine_info,
     raise_open_files_limit,
+    run_and_report,
     summarize,
-    utc_now,
-    write_results,
 )
 
 REDIS_DB = 12
@@ -233,30 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_sigterm_handler()
     raise_open_files_limit(4 * args.connections + 256)
-    started = time.monotonic()
-    try:
-        results = benchmark(args)
-    except BenchError as exc:
-        print(f"rest benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    results["wall_time_s"] = round(time.monotonic() - started, 1)
-    figures = figures_of(results)
-    print()
-    print(f"rest: {args.connections} keep-alive connections, {args.seconds:g} s per endpoint")
-    print(format_table(figures))
-    path = write_results(
+    return run_and_report(
         "rest",
-        {
-            "benchmark": "rest",
-            "finished_at": utc_now(),
-            "config": config_of(args),
-            "machine": machine_info(),
-            "figures": [figure.as_dict() for figure in figures],
-            **results,
-        },
+        lambda: benchmark(args),
+        figures_of,
+        config=config_of(args),
+        title=lambda results: f"rest: {args.connections} keep-alive connections, {args.seconds:g} s per endpoint",
     )
-    print(f"\nsaved {path.relative_to(path.parents[2])}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import json
 import re
 import sys
@@ -25,12 +24,9 @@ from bench.common import (
     WorkerConfig,
     add_worker_arguments,
     cpu_usage,
-    format_table,
     install_sigterm_handler,
-    machine_info,
+    run_and_report,
     summarize,
-    utc_now,
-    write_results,
 )
 from bench.trigger import node
 
@@ -291,9 +287,22 @@ def main(argv: list[str] | None = None) -> int:
     """Run, print the table, save the JSON; 0 unless the run itself failed."""
     args = parse_args(argv)
     install_sigterm_handler()
-    started = time.monotonic()
-    config = {
-        "mode": "production (PostgreSQL + Redis, daphne, Celery workers and beats)",
+    return run_and_report(
+        "schedules",
+        lambda: benchmark(args),
+        figures_of,
+        config=config_of(args),
+        title=lambda results: (
+            f"schedules: {args.schedules:,} due at {results['minute']}, {args.beats} beats,"
+            f" {args.workers} workers x {args.pool}/{args.concurrency}"
+        ),
+    )
+
+
+def config_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's configuration, as saved."""
+    return {
+        "mode": "production (PostgreSQL + Redis, web processes, Celery workers and beats)",
         "schedules": args.schedules,
         "beats": args.beats,
         "workers": args.workers,
@@ -302,34 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         "worker_loglevel": args.worker_loglevel,
         "workflow": WORKFLOW,
     }
-    try:
-        results = benchmark(args)
-    except BenchError as exc:
-        print(f"schedules benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    results["wall_time_s"] = round(time.monotonic() - started, 1)
-    figures = figures_of(results)
-    print()
-    print(
-        f"schedules: {args.schedules:,} due at {results['minute']}, {args.beats} beats,"
-        f" {args.workers} workers x {args.pool}/{args.concurrency}"
-    )
-    print(format_table(figures))
-    path = write_results(
-        "schedules",
-        {
-            "benchmark": "schedules",
-            "finished_at": utc_now(),
-            "config": config,
-            "machine": machine_info(),
-            "figures": [figure.as_dict() for figure in figures],
-            **results,
-        },
-    )
-    with contextlib.suppress(ValueError):
-        path = path.relative_to(path.parents[2])
-    print(f"\nsaved {path}")
-    return 0
 
 
 if __name__ == "__main__":

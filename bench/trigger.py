@@ -8,7 +8,6 @@ at 50 concurrent callers. The figures are printed next to their targets; a miss 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import sys
@@ -27,13 +26,10 @@ from bench.common import (
     add_worker_arguments,
     api,
     cpu_usage,
-    format_table,
     install_sigterm_handler,
-    machine_info,
     raise_open_files_limit,
+    run_and_report,
     summarize,
-    utc_now,
-    write_results,
 )
 
 THROUGHPUT_TARGET = 150.0  # completed executions per second (issue)
@@ -388,9 +384,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_sigterm_handler()
     raise_open_files_limit(4 * (args.callers + 256))
-    started = time.monotonic()
-    config = {
-        "mode": "production (PostgreSQL + Redis, daphne, Celery workers)",
+    return run_and_report(
+        "trigger",
+        lambda: benchmark(args),
+        figures_of,
+        config=config_of(args),
+        title=lambda results: (
+            f"trigger: {args.workers} workers x {args.pool}/{args.concurrency}, {args.callers} callers,"
+            f" 3-node workflow (trigger -> transform -> output)"
+        ),
+    )
+
+
+def config_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's configuration, as saved."""
+    return {
+        "mode": f"production (PostgreSQL + Redis, {args.web_processes} web processes, Celery workers)",
         "workers": args.workers,
         "pool": args.pool,
         "concurrency": args.concurrency,
@@ -401,34 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         "backlog": args.backlog,
         "workflow": WORKFLOW,
     }
-    try:
-        results = benchmark(args)
-    except BenchError as exc:
-        print(f"trigger benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    results["wall_time_s"] = round(time.monotonic() - started, 1)
-    figures = figures_of(results)
-    print()
-    print(
-        f"trigger: {args.workers} workers x {args.pool}/{args.concurrency}, {args.callers} callers,"
-        f" 3-node workflow (trigger -> transform -> output)"
-    )
-    print(format_table(figures))
-    path = write_results(
-        "trigger",
-        {
-            "benchmark": "trigger",
-            "finished_at": utc_now(),
-            "config": config,
-            "machine": machine_info(),
-            "figures": [figure.as_dict() for figure in figures],
-            **results,
-        },
-    )
-    with contextlib.suppress(ValueError):
-        path = path.relative_to(path.parents[2])
-    print(f"\nsaved {path}")
-    return 0
 
 
 if __name__ == "__main__":
