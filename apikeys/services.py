@@ -180,6 +180,43 @@ def webhook_payload(execution) -> dict[str, Any]:
     return {"event": event, "execution": ExecutionDetailSerializer(execution).data}
 
 
+def webhooks_requeue_lost() -> int:
+    """Enqueue the first attempt of callbacks that never had one; how many.
+
+    `webhook_schedule` enqueues it when the execution ends, but only logs a broker that is down at that
+    moment. An ended execution with a webhook and no recorded attempt after WEBHOOK_REQUEUE_SECONDS
+    lost that message; executions older than a day are left alone. A message that was only slow is
+    harmless to repeat: an attempt already recorded is never made again.
+    """
+    from django.db.models import Exists, OuterRef
+
+    from executions.models import FINISHED_STATUSES, Execution
+
+    from .tasks import deliver_webhook
+
+    now = timezone.now()
+    lost = list(
+        Execution.objects.filter(
+            created_at__gt=now - timedelta(days=1),  # the indexed bound
+            status__in=FINISHED_STATUSES,
+            completed_at__lt=now - timedelta(seconds=settings.WEBHOOK_REQUEUE_SECONDS),
+            api_key__isnull=False,
+        )
+        .exclude(webhook_url="")
+        .filter(~Exists(WebhookDelivery.objects.filter(execution=OuterRef("pk"))))
+        .values_list("pk", flat=True)[:1000]
+    )
+    for execution_id in lost:
+        try:
+            deliver_webhook.delay(execution_id, 1)
+        except Exception:
+            logger.warning("could not enqueue the webhook of execution %s; next run", execution_id, exc_info=True)
+            return 0
+    if lost:
+        logger.warning("re-enqueued %d lost webhook callbacks", len(lost))
+    return len(lost)
+
+
 def webhook_deliver(*, execution_id: str, attempt: int) -> bool:
     """POST the signed callback once; record the attempt. True when the receiver answered 2xx."""
     from claraverse.outbound import OutboundError, outbound_request

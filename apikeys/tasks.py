@@ -14,6 +14,12 @@ def deliver_webhook(execution_id: str, attempt: int = 1) -> None:
         deliver_webhook.apply_async((execution_id, attempt + 1), countdown=services.webhook_retry_delay(attempt))
 
 
+@shared_task(name="apikeys.requeue_lost_webhooks", ignore_result=True)
+def requeue_lost_webhooks() -> int:
+    """Enqueue callbacks whose first attempt was never sent (the broker was down when their execution ended)."""
+    return services.webhooks_requeue_lost()
+
+
 @shared_task(name="apikeys.prune_idempotency", ignore_result=True)
 def prune_idempotency_records() -> int:
     """Forget idempotency answers past their 24 h window."""

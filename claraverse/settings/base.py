@@ -494,6 +494,10 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 # First retry delay; each next one doubles (10, 20, 40, ... seconds).
 WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=10)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# A callback whose first attempt is not recorded this long after its execution ended lost its queue
+# message (the broker was down then): a periodic task sends it again.
+WEBHOOK_REQUEUE_SECONDS = env.int("WEBHOOK_REQUEUE_SECONDS", default=120)
+CELERY_BEAT_SCHEDULE["requeue-lost-webhooks"] = {"task": "apikeys.requeue_lost_webhooks", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["prune-idempotency-records"] = {"task": "apikeys.prune_idempotency", "schedule": 3600.0}
 
 # --- Quotas (CONTRACT §11): per tier, each overridable as QUOTA_<TIER>_<LIMIT> -----------------

@@ -82,3 +82,37 @@ def test_a_broker_outage_when_the_execution_ends_does_not_fail_it(user, auth_cli
     assert response.status_code == 202
     execution = Execution.objects.get(pk=response.json()["execution_id"])
     assert execution.status == ExecutionStatus.COMPLETED and execution.output == "Hi Bo"
+
+
+@override_settings(OUTBOUND_ALLOW_PRIVATE_NETWORKS=True, WEBHOOK_MAX_ATTEMPTS=1)
+def test_a_callback_lost_to_a_broker_outage_is_sent_later(user, auth_client, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apikeys.services import webhooks_requeue_lost
+    from apikeys.tasks import deliver_webhook
+    from tests.support.http_peer import HTTPPeer
+
+    http_peer = HTTPPeer().on("POST", "/hook").start()
+
+    original_delay = deliver_webhook.delay
+
+    def broker_down(*args, **kwargs):
+        raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(deliver_webhook, "delay", broker_down)
+    response = trigger(user, auth_client, http_peer.url("/hook"))
+    execution_id = response.json()["execution_id"]
+    assert not WebhookDelivery.objects.filter(execution_id=execution_id).exists()
+    monkeypatch.setattr(deliver_webhook, "delay", original_delay)  # the broker is back
+
+    assert webhooks_requeue_lost() == 0  # just ended: its message may only be slow
+    Execution.objects.filter(pk=execution_id).update(completed_at=timezone.now() - timedelta(minutes=3))
+    assert webhooks_requeue_lost() == 1  # eager: the attempt runs here
+
+    delivery = WebhookDelivery.objects.get(execution_id=execution_id)
+    assert delivery.attempt == 1 and delivery.status_code == 200
+    assert [request.path for request in http_peer.requests] == ["/hook"]
+    assert webhooks_requeue_lost() == 0  # an attempt is recorded now: never sent twice
+    http_peer.stop()
