@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apikeys.services import webhook_schedule
@@ -225,9 +226,15 @@ def executions_reap_stale() -> dict[str, int]:
                 },
             )
     requeued = 0
-    waiting = Execution.objects.filter(
-        status=ExecutionStatus.PENDING, created_at__lt=now - timedelta(seconds=settings.EXECUTION_REQUEUE_SECONDS)
-    ).values_list("pk", flat=True)[:1000]
+    cutoff = now - timedelta(seconds=settings.EXECUTION_REQUEUE_SECONDS)
+    # A pending row's `heartbeat_at` records its last re-enqueue: during a long backlog each one is sent
+    # again at most once per EXECUTION_REQUEUE_SECONDS, not on every run of the reaper.
+    waiting = list(
+        Execution.objects.filter(status=ExecutionStatus.PENDING, created_at__lt=cutoff)
+        .filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=cutoff))
+        .values_list("pk", flat=True)[:1000]
+    )
+    Execution.objects.filter(pk__in=waiting, status=ExecutionStatus.PENDING).update(heartbeat_at=now)
     for execution_id in waiting:
         execution_enqueue(execution_id=execution_id)
         requeued += 1

@@ -241,6 +241,23 @@ class TestRecovery:
         execution.refresh_from_db()
         assert execution.status == "completed"
 
+    @override_settings(EXECUTION_REQUEUE_SECONDS=60)
+    def test_reaper_requeues_a_waiting_run_once_per_period(self, user):
+        agent = agent_with_workflow(user, [TRIGGER], [])
+        execution = execution_create(user=user, agent=agent, trigger="api", enqueue=False)
+        Execution.objects.filter(pk=execution.pk).update(created_at=timezone.now() - timedelta(seconds=300))
+        from claraverse.celery import app
+
+        # Not eager: the re-enqueued message waits in the queue and the row stays pending, as in a backlog.
+        app.conf.task_always_eager = False
+        try:
+            assert executions_reap_stale()["requeued"] == 1
+            assert executions_reap_stale()["requeued"] == 0  # its message is still in the queue
+            Execution.objects.filter(pk=execution.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=90))
+            assert executions_reap_stale()["requeued"] == 1  # a period later: sent again
+        finally:
+            app.conf.task_always_eager = True
+
     def test_a_worker_killed_mid_execution_never_leaves_it_running(self, user, settings):
         agent = agent_with_workflow(user, [TRIGGER, node("wait", "delay", seconds=60)], [edge("start", "wait")])
         execution = execution_create(user=user, agent=agent, trigger="api", enqueue=False)
