@@ -77,7 +77,7 @@ def execution_create(
 ) -> Execution:
     """Record a pending execution of the agent's current workflow version and (by default) enqueue it."""
     from accounts.quotas import quota_consume
-    from workflows.selectors import workflow_for_agent
+    from workflows.selectors import workflow_versions_of
 
     # Validated before the quota is counted: a refused input must not use up a run of the day.
     input = validate_execution_input(input)
@@ -88,7 +88,8 @@ def execution_create(
         agent_id=agent.id,
         trigger=trigger,
         input=input,
-        workflow_version=workflow_for_agent(agent=agent).version,
+        # The version only: the graph itself (up to WORKFLOW_MAX_NODES nodes of JSON) is read by the worker.
+        workflow_version=workflow_versions_of(agent_ids=[agent.id]).get(agent.id, 0),
         parent=parent,
         depth=(parent.depth + 1) if parent else 0,
         api_key=api_key,
