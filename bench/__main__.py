@@ -4,7 +4,7 @@ Each benchmark starts its own production-like deployment on loopback (PostgreSQL
 as `manage.py serve --processes`, Celery workers and beats) and tears it down; see bench/README.md. The table is
 also saved, with every benchmark's full results, as bench/results/all-<UTC timestamp>.json.
 
-    python -m bench                      # everything (about 15 minutes on 2 cores)
+    python -m bench                      # everything (about 6 minutes on 2 cores)
     python -m bench --only rest engine   # some of them
 """
 
