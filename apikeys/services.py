@@ -206,15 +206,17 @@ def webhooks_requeue_lost() -> int:
         .filter(~Exists(WebhookDelivery.objects.filter(execution=OuterRef("pk"))))
         .values_list("pk", flat=True)[:1000]
     )
+    sent = 0
     for execution_id in lost:
         try:
             deliver_webhook.delay(execution_id, 1)
-        except Exception:
+        except Exception:  # the broker is still down: the rest wait for the next run
             logger.warning("could not enqueue the webhook of execution %s; next run", execution_id, exc_info=True)
-            return 0
-    if lost:
-        logger.warning("re-enqueued %d lost webhook callbacks", len(lost))
-    return len(lost)
+            break
+        sent += 1
+    if sent:
+        logger.warning("re-enqueued %d lost webhook callbacks", sent)
+    return sent
 
 
 def webhook_deliver(*, execution_id: str, attempt: int) -> bool:

@@ -73,9 +73,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, closes
 
 
-async def _connection(request: bytes, stop_at: float, result: LoadResult) -> None:
+async def _connection(port: int, request: bytes, stop_at: float, result: LoadResult) -> None:
     """One keep-alive connection sending `request` back to back until `stop_at` (a closed loop)."""
-    port = int(request.split(b"Host: 127.0.0.1:")[1].split(b"\r\n")[0])
     reader = writer = None
     try:
         while time.perf_counter() < stop_at:
@@ -113,7 +112,7 @@ async def load(port: int, path: str, token: str | None, *, connections: int, sec
     result = LoadResult()
     request = http_request(port, path, token)
     stop_at = time.perf_counter() + seconds
-    await asyncio.gather(*(_connection(request, stop_at, result) for _ in range(connections)))
+    await asyncio.gather(*(_connection(port, request, stop_at, result) for _ in range(connections)))
     return result
 
 

@@ -142,10 +142,8 @@ def executions_create_many(*, runs: list[tuple[Any, str, Any]], trigger: str) ->
 
 def executions_enqueue_many(*, execution_ids: list[str]) -> None:
     """Enqueue committed executions (a lost message is re-enqueued by the reaper)."""
-    from .tasks import run_execution
-
     for execution_id in execution_ids:
-        run_execution.delay(execution_id)
+        _send_run(execution_id)
 
 
 def _finish_without_running(execution: Execution, *, status: str, error: str = "") -> bool:

@@ -8,7 +8,6 @@ stopped explicitly on every way out (normal end, failure, Ctrl-C, SIGTERM).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import glob
 import itertools
@@ -32,14 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LOOPBACK = "127.0.0.1"
-HIGH_RATE_LIMIT = "1000000"
-# Only these variables of the caller's environment reach the app: nothing of a developer's setup leaks in.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
-
-REPO_DIR = Path(__file__).resolve().parent.parent
-FINISHED = ("completed", "failed", "cancelled")
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from bench.common import (  # the benchmarks' process runner, loopback helpers and environment rules
+    _HTTP,
+    HIGH_RATE_LIMIT,
+    INHERITED_ENV,
+    LOOPBACK,
+    REPO_DIR,
+    BackgroundProcess,
+    BenchError,
+    free_port,
+    fresh_encryption_key,
+)
+from bench.trigger import FINISHED
 
 # Short recovery settings: what production does in minutes happens here in seconds.
 RECOVERY_ENV = {
@@ -117,18 +120,6 @@ def expect(method: str, url: str, body: Any = None, *, token: str | None = None,
     if got != status:
         raise FaultError(f"{method} {url} answered {got}, expected {status}: {str(payload)[:300]}")
     return payload
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def fresh_encryption_key() -> str:
-    """A new ENCRYPTION_KEYS entry: the urlsafe base64 of 32 random bytes."""
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 def _setpriv() -> str | None:
@@ -463,30 +454,11 @@ class Services:
 # --- The application -----------------------------------------------------------------------------------
 
 
-class ManagedProcess:
-    """A long-running child (daphne, a Celery worker or beat) in its own process group, its output in a log file."""
+class ManagedProcess(BackgroundProcess):
+    """bench.common's process-group runner, run through setpriv so that it dies with us (even on SIGKILL)."""
 
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path):
-        self.name = name
-        self.argv = guarded_argv(argv)  # killed with us, should this process die without cleaning up
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-        self._log = None
-
-    @property
-    def pid(self) -> int:
-        """The process id (also its process group id)."""
-        assert self.process is not None, f"start {self.name} first"
-        return self.process.pid
-
-    def start(self) -> ManagedProcess:
-        """Start it in a new session (so that a signal to its group reaches every child)."""
-        self._log = self.log_path.open("a")
-        self.process = subprocess.Popen(
-            self.argv, cwd=REPO_DIR, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        return self
+        super().__init__(name, guarded_argv(argv), env=env, log_path=log_path)
 
     def running(self) -> bool:
         """Whether the process is still alive."""
@@ -494,46 +466,10 @@ class ManagedProcess:
 
     def wait_for_log(self, needle: str, timeout: float) -> None:
         """Wait until `needle` appears in the log; FaultError if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.log_text():
-                return
-            if not self.running():
-                raise FaultError(f"{self.name} exited early; log:\n{self.log_tail()}")
-            time.sleep(0.2)
-        raise FaultError(f"{self.name} did not log {needle!r} within {timeout:.0f} s; log:\n{self.log_tail()}")
-
-    def signal_group(self, signum: int) -> None:
-        """Send a signal to the whole process group."""
-        if self.running():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signum)
-
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM the group, SIGKILL whatever is left after `timeout` s; idempotent."""
-        if self.process is not None:
-            self.signal_group(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=timeout)
-            # Members outlive a dead leader only until this: the group id cannot be reused while one is left.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_text(self) -> str:
-        """The whole log so far."""
         try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the log."""
-        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+            super().wait_for_log(needle, timeout)
+        except BenchError as exc:
+            raise FaultError(str(exc)) from None
 
 
 class Deployment:
