@@ -17,7 +17,7 @@ import logging
 import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -90,10 +90,17 @@ def validate_timezone(name: Any) -> str:
     )
 
 
+@lru_cache(maxsize=4096)
+def _stored_cron_expression(cron: str) -> str:
+    # A dispatch evaluates every due schedule's saved cron (already validated); most share a few, so
+    # each distinct one is normalized once, not once per schedule and batch.
+    return normalize_cron(cron)
+
+
 def _fire_times(cron: str, zone_name: str, now: datetime) -> tuple[datetime, datetime]:
     """(the latest cron time not after `now`, the first one after it), in UTC, by the zone's daylight-saving rules."""
     local = now.astimezone(ZoneInfo(zone_name))
-    expression = normalize_cron(cron)
+    expression = _stored_cron_expression(cron)
     # croniter's get_prev is strictly before its start: a microsecond later counts a cron time equal to now.
     latest = croniter(expression, local + timedelta(microseconds=1)).get_prev(datetime)
     following = croniter(expression, local).get_next(datetime)
